@@ -1,0 +1,1 @@
+"""Learned models: ensembles, trainers, learned-model adapters, frame models."""

@@ -1,0 +1,1 @@
+"""Planners over the model interface: MCTS (PUCT, Gumbel), CEM, MPPI, random shooting."""
