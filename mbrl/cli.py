@@ -1,0 +1,151 @@
+"""The ``mbrl`` command line (generated from config dataclasses with tyro).
+
+    mbrl games                                   list the games
+    mbrl play connect_four --x human --o solver  play in the terminal
+    mbrl demo                                    the main job at this stage
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from mbrl import games
+from mbrl.arena import play_games
+from mbrl.games.players import QuitGame, make_player, player_specs
+from mbrl.model import UnknownNameError
+
+console = Console(highlight=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GamesCommand:
+    """List the games `mbrl play` and the planners accept."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlayCommand:
+    """Play a board game in the terminal: any two of human, random, mcts:N, solver."""
+
+    game: Annotated[str, tyro.conf.Positional]
+    """Game name, see `mbrl games` (e.g. connect_four, tic_tac_toe, othello, openspiel:hex)."""
+    x: str = "human"
+    """The first player: human | random | mcts:N (OpenSpiel MCTS, N simulations) | solver."""
+    o: str = "solver"
+    """The second player, same choices as --x."""
+    num_games: int = 1
+    """Games to play in a row."""
+    seed: int = 0
+    """Seed of the computer players."""
+
+    def __post_init__(self):
+        if self.num_games < 1:
+            raise ValueError(f"--num-games must be >= 1, got {self.num_games}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoCommand:
+    """The library's main job at this stage: a solver against MCTS, rendered move by move."""
+
+    game: str = "connect_four"
+    """Game to show."""
+    x: str = "mcts:400"
+    """First player (see `mbrl play --help`)."""
+    o: str = "solver"
+    """Second player."""
+    num_games: int = 2
+    """Games to show; the players swap colours every game."""
+    seed: int = 0
+    """Seed of the computer players."""
+
+
+def run_games() -> None:
+    table = Table(title="games (any sequential perfect-information OpenSpiel game also works)")
+    for column in ("name", "actions", "observation", "max plies", "symmetries"):
+        table.add_column(column)
+    for name in games.available():
+        if name.startswith(games.OPENSPIEL_PREFIX):
+            table.add_row(name, "", "", "", "")
+            continue
+        game = games.make(name)
+        spec = game.spec
+        table.add_row(
+            name,
+            str(spec.num_actions),
+            "x".join(map(str, spec.obs_shape)),
+            str(spec.max_episode_length),
+            str(getattr(game, "num_symmetries", 1)),
+        )
+    console.print(table)
+
+
+def _play(game_name: str, x: str, o: str, num_games: int, seed: int) -> None:
+    game = games.make(game_name)
+    io = {"read": console.input, "write": lambda text: console.print(f"[red]{text}[/red]")}
+    specs = [x, o]
+    score = {x: 0.0, o: 0.0} if x != o else {}
+    for g in range(num_games):
+        first, second = specs if g % 2 == 0 else specs[::-1]
+        players = [make_player(s, game, seed + 2 * g + i, **io) for i, s in enumerate((first, second))]
+        console.rule(f"game {g + 1}: x = {first}, o = {second}")
+        console.print(game.render(game.initial_state(1)))
+
+        def show(state, rows, actions, p, players=players):
+            mover = players[p]
+            move = game.action_to_string(int(actions[0]))
+            console.print(f"\n{mover.name} plays [bold]{move}[/bold]")
+            console.print(game.render(state[rows[:1]]))
+
+        records = play_games(game, players[0], players[1], 1, on_move=show)
+        result = records.returns[0, 0]
+        if score:
+            score[first] += (result + 1) / 2
+            score[second] += (1 - result) / 2
+    if score and num_games > 1:
+        console.print(" | ".join(f"{name}: {points:g} points" for name, points in score.items()))
+
+
+def run_play(cmd: PlayCommand) -> None:
+    _play(cmd.game, cmd.x, cmd.o, cmd.num_games, cmd.seed)
+
+
+def run_demo(cmd: DemoCommand) -> None:
+    console.print(
+        f"[bold]mbrl demo[/bold]: {cmd.x} against {cmd.o} at {cmd.game}, {cmd.num_games} games, "
+        "colours swapped each game"
+    )
+    _play(cmd.game, cmd.x, cmd.o, cmd.num_games, cmd.seed)
+
+
+COMMANDS = {
+    "games": (GamesCommand, lambda cmd: run_games()),
+    "play": (PlayCommand, run_play),
+    "demo": (DemoCommand, run_demo),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cmd = tyro.extras.subcommand_cli_from_dict(
+            {name: cls for name, (cls, _) in COMMANDS.items()}, args=args, prog="mbrl"
+        )
+        for cls, run in COMMANDS.values():
+            if isinstance(cmd, cls):
+                run(cmd)
+    except (UnknownNameError, ValueError, ImportError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise SystemExit(2) from None
+    except (QuitGame, KeyboardInterrupt):
+        console.print("bye")
+
+
+__all__ = ["main", "player_specs"]
