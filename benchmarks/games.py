@@ -87,8 +87,11 @@ def openspiel_loop(name: str, seed: int):
 
 def main(config: Config) -> None:
     rng = np.random.default_rng(config.seed)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}, "
-          f"numba threads {__import__('numba').get_num_threads()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, "
+        f"python {platform.python_version()}, "
+        f"numba threads {__import__('numba').get_num_threads()}"
+    )
     rows = []
     for name in config.games:
         game = games.make(name)
@@ -97,14 +100,21 @@ def main(config: Config) -> None:
         kernel = timed(native_kernel(game, batch, rng), config.seconds)
         step = timed(native_step(game, batch // 4, rng), config.seconds)
         rows.append((name, batch, kernel, step, peer))
-        print(f"{name}: kernel {kernel:,.0f}/s, step {step:,.0f}/s, openspiel {peer:,.0f}/s", flush=True)
+        print(
+            f"{name}: kernel {kernel:,.0f}/s, step {step:,.0f}/s, openspiel {peer:,.0f}/s",
+            flush=True,
+        )
     print()
-    print("| game | batch | native kernel games/s | native step games/s | OpenSpiel games/s "
-          "| kernel / OpenSpiel | step / OpenSpiel |")
+    print(
+        "| game | batch | native kernel games/s | native step games/s | OpenSpiel games/s "
+        "| kernel / OpenSpiel | step / OpenSpiel |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, batch, kernel, step, peer in rows:
-        print(f"| {name} | {batch} | {kernel:,.0f} | {step:,.0f} | {peer:,.0f} | "
-              f"{kernel / peer:.0f}x | {step / peer:.1f}x |")
+        print(
+            f"| {name} | {batch} | {kernel:,.0f} | {step:,.0f} | {peer:,.0f} | "
+            f"{kernel / peer:.0f}x | {step / peer:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Play a batch of random connect-four games through the model interface.
 
-    python examples/random_playouts.py
+python examples/random_playouts.py
 """
 
 import torch

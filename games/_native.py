@@ -157,7 +157,9 @@ class NativeGame:
 
     def _states(self, state: Tensor) -> np.ndarray:
         if not isinstance(state, Tensor):
-            raise ShapeError(f"{self.name}: state must be a torch.Tensor, got {type(state).__name__}")
+            raise ShapeError(
+                f"{self.name}: state must be a torch.Tensor, got {type(state).__name__}"
+            )
         if state.dtype != torch.int64 or state.ndim != 2 or state.shape[1] != self.num_words:
             raise ShapeError(
                 f"{self.name}: state must be int64 [B, {self.num_words}], "
@@ -171,7 +173,8 @@ class NativeGame:
             raise ShapeError(f"{self.name}: actions must be integers, got {action.dtype}")
         if action.shape != (batch_size,):
             raise ShapeError(
-                f"{self.name}: actions must have shape [B] = [{batch_size}], got {list(action.shape)}"
+                f"{self.name}: actions must have shape [B] = [{batch_size}], "
+                f"got {list(action.shape)}"
             )
         return np.ascontiguousarray(action.detach().cpu().numpy().astype(np.int64, copy=False))
 
@@ -253,7 +256,9 @@ class NativeGame:
 
     def action_to_string(self, action: int) -> str:
         if not 0 <= int(action) < self.spec.num_actions:
-            raise ValueError(f"{self.name}: action {action} out of range [0, {self.spec.num_actions})")
+            raise ValueError(
+                f"{self.name}: action {action} out of range [0, {self.spec.num_actions})"
+            )
         return self._action_to_string(int(action))
 
     def string_to_action(self, text: str) -> int:
@@ -275,10 +280,13 @@ class NativeGame:
             ``([S, B, C, H, W], [S, B, A])`` with S = ``num_symmetries``; index 0 is the identity.
         """
         if obs.ndim != 4 or tuple(obs.shape[1:]) != self.spec.obs_shape:
-            raise ShapeError(f"{self.name}: obs must be [B, *{self.spec.obs_shape}], got {list(obs.shape)}")
+            raise ShapeError(
+                f"{self.name}: obs must be [B, *{self.spec.obs_shape}], got {list(obs.shape)}"
+            )
         if policy.shape != (obs.shape[0], self.spec.num_actions):
             raise ShapeError(
-                f"{self.name}: policy must be [B, {self.spec.num_actions}], got {list(policy.shape)}"
+                f"{self.name}: policy must be [B, {self.spec.num_actions}], "
+                f"got {list(policy.shape)}"
             )
         obs_out = []
         for s in range(self.num_symmetries):

@@ -8,7 +8,7 @@ game-theoretic value.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from .tic_tac_toe import FULL, WIN_LINES
 
@@ -19,7 +19,7 @@ def _won(bits: int) -> bool:
     return any(bits & line == line for line in _LINES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def solve(mine: int, theirs: int) -> int:
     """Score of the position for the player to move, whose stones are ``mine``.
 

@@ -57,7 +57,9 @@ def openspiel_name(game: GameModel) -> str:
 
 def _check_batch(state: Tensor, histories: Sequence[Sequence[int]]) -> None:
     if state.shape[0] != len(histories):
-        raise ValueError(f"state has {state.shape[0]} rows but {len(histories)} histories were given")
+        raise ValueError(
+            f"state has {state.shape[0]} rows but {len(histories)} histories were given"
+        )
 
 
 class RandomPlayer:
@@ -120,7 +122,9 @@ class OpenSpielMCTSPlayer:
 
     def act(self, state: Tensor, histories: Sequence[Sequence[int]]) -> Tensor:
         _check_batch(state, histories)
-        return torch.tensor([self._bot.step(self.spiel_state(h)) for h in histories], dtype=torch.int64)
+        return torch.tensor(
+            [self._bot.step(self.spiel_state(h)) for h in histories], dtype=torch.int64
+        )
 
 
 class MinimaxPlayer:
@@ -250,7 +254,9 @@ def make_player(spec: str, game: GameModel, seed: int = 0, **human_io) -> Player
         try:
             num_simulations = int(arg or 1000)
         except ValueError:
-            raise ValueError(f"player {spec!r}: write mcts:N with N simulations, e.g. mcts:1000") from None
+            raise ValueError(
+                f"player {spec!r}: write mcts:N with N simulations, e.g. mcts:1000"
+            ) from None
         return OpenSpielMCTSPlayer(game, num_simulations, seed)
     if kind == "minimax":
         return MinimaxPlayer(game, seed)
@@ -260,7 +266,11 @@ def make_player(spec: str, game: GameModel, seed: int = 0, **human_io) -> Player
             return MinimaxPlayer(game, seed)
         if name == "connect_four":
             return SolverPlayer(game, seed)
-        raise ValueError(f"no solver for {game.spec.name}; solvers exist for tic_tac_toe and connect_four")
+        raise ValueError(
+            f"no solver for {game.spec.name}; solvers exist for tic_tac_toe and connect_four"
+        )
     raise UnknownNameError(
-        f"unknown player {spec!r}; players: {', '.join(player_specs())}", name=spec, known=player_specs()
+        f"unknown player {spec!r}; players: {', '.join(player_specs())}",
+        name=spec,
+        known=player_specs(),
     )

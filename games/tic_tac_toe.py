@@ -19,7 +19,16 @@ NUM_CELLS = 9
 TO_PLAY, DONE, OUTCOME = 2, 3, 4
 FULL = (1 << NUM_CELLS) - 1
 WIN_LINES = np.array(
-    [0b000000111, 0b000111000, 0b111000000, 0b001001001, 0b010010010, 0b100100100, 0b100010001, 0b001010100],
+    [
+        0b000000111,
+        0b000111000,
+        0b111000000,
+        0b001001001,
+        0b010010010,
+        0b100100100,
+        0b100010001,
+        0b001010100,
+    ],
     dtype=np.int64,
 )
 
@@ -126,7 +135,9 @@ def _action_to_string(action: int) -> str:
 def _string_to_action(text: str) -> int:
     if len(text) == 2 and text[0] in COLUMNS and text[1] in "123":
         return (int(text[1]) - 1) * 3 + COLUMNS.index(text[0])
-    raise ValueError(f"not a tic-tac-toe move: {text!r}; write a cell as column+row, e.g. 'b2' (a1..c3)")
+    raise ValueError(
+        f"not a tic-tac-toe move: {text!r}; write a cell as column+row, e.g. 'b2' (a1..c3)"
+    )
 
 
 def _render(cells: np.ndarray, to_play: int, done: bool, outcome: int) -> str:

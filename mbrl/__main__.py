@@ -1,4 +1,4 @@
 from mbrl.cli import main
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

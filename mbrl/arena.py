@@ -58,7 +58,9 @@ def play_games(
             rows = torch.nonzero(active & (to_play == p)).flatten()
             if rows.numel() == 0:
                 continue
-            actions = torch.as_tensor(player.act(state[rows], [histories[i] for i in rows.tolist()]))
+            actions = torch.as_tensor(
+                player.act(state[rows], [histories[i] for i in rows.tolist()])
+            )
             state = state.clone()
             state[rows] = game.step(state[rows], actions).state
             for i, a in zip(rows.tolist(), actions.tolist(), strict=True):

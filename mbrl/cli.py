@@ -1,8 +1,8 @@
 """The ``mbrl`` command line (generated from config dataclasses with tyro).
 
-    mbrl games                                   list the games
-    mbrl play connect_four --x human --o solver  play in the terminal
-    mbrl demo                                    the main job at this stage
+mbrl games                                   list the games
+mbrl play connect_four --x human --o solver  play in the terminal
+mbrl demo                                    the main job at this stage
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def _play(game_name: str, x: str, o: str, num_games: int, seed: int) -> None:
     score = {x: 0.0, o: 0.0} if x != o else {}
     for g in range(num_games):
         first, second = specs if g % 2 == 0 else specs[::-1]
-        players = [make_player(s, game, seed + 2 * g + i, **io) for i, s in enumerate((first, second))]
+        players = [
+            make_player(s, game, seed + 2 * g + i, **io) for i, s in enumerate((first, second))
+        ]
         console.rule(f"game {g + 1}: x = {first}, o = {second}")
         console.print(game.render(game.initial_state(1)))
 

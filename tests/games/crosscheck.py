@@ -30,7 +30,9 @@ def crosscheck_random_games(
             terminal = model.is_terminal(state).numpy()
             to_play = model.to_play(state).numpy()
             for i, twin in enumerate(twins):
-                assert bool(terminal[i]) == twin.is_terminal(), f"game {start + i}: terminal differs"
+                assert bool(terminal[i]) == twin.is_terminal(), (
+                    f"game {start + i}: terminal differs"
+                )
                 if twin.is_terminal():
                     assert not legal[i].any()
                     continue

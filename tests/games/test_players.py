@@ -78,7 +78,9 @@ def test_minimax_never_loses(ttt):
 
 
 def test_openspiel_mcts_beats_random(ttt):
-    result = play_match(ttt, OpenSpielMCTSPlayer(ttt, 200, seed=0), RandomPlayer(ttt, 1), num_games=20)
+    result = play_match(
+        ttt, OpenSpielMCTSPlayer(ttt, 200, seed=0), RandomPlayer(ttt, 1), num_games=20
+    )
     assert result.losses <= 1 and result.wins >= 14
 
 
@@ -135,8 +137,10 @@ def test_connect_four_solver_scores():
     from mbrl.games.players import ConnectFourSolver
 
     scores = ConnectFourSolver().move_scores([])
-    assert max(scores, key=scores.get) == 3 and scores[3] > 0  # the first player wins via the centre
-    # After 3 stones of player 0 stacked in column 0 (player 1 elsewhere), only blocking avoids a loss.
+    assert (
+        max(scores, key=scores.get) == 3 and scores[3] > 0
+    )  # the first player wins via the centre
+    # Player 0 has 3 stones stacked in column 0: only blocking there avoids a loss.
     scores = ConnectFourSolver().move_scores([0, 6, 0, 6, 0])
     assert max(scores, key=scores.get) == 0
     assert all(s < 0 for col, s in scores.items() if col != 0)

@@ -48,7 +48,7 @@ def test_illegal_action_names_row_and_legal_moves(game):
 def test_parse_and_format_roundtrip(game):
     for a in range(9):
         assert game.string_to_action(game.action_to_string(a)) == a
-    with pytest.raises(ValueError, match="a1..c3"):
+    with pytest.raises(ValueError, match=r"a1\.\.c3"):
         game.string_to_action("z9")
 
 
