@@ -1,0 +1,634 @@
+"""Batched Monte-Carlo tree search over any discrete-action :class:`~mbrl.model.Model`.
+
+The tree is a set of preallocated arrays over B independent searches and
+N = num_simulations + 1 nodes (mctx-style); selection and backup are numba
+kernels that loop over rows, so a simulation costs one ``model.step`` and one
+``evaluator.evaluate`` for all B games, whatever B is::
+
+    for simulation in range(num_simulations):
+        node, action = select(tree)                  # numba: descend to an unexpanded edge
+        step = model.step(tree.states[node], action) # one batched model call
+        evaluation = evaluator.evaluate(step.state)  # one batched network call
+        expand_and_backup(tree, node, action, step, evaluation)   # numba
+
+Two root policies (:class:`RootPolicy`):
+
+- ``PUCT``: AlphaZero (Silver et al. 2018). PUCT everywhere,
+  ``Q(s,a) + c_puct P(s,a) sqrt(N(s)) / (1 + N(s,a))`` with unvisited Q = 0,
+  Dirichlet noise on the root prior; the policy target is the root visit
+  distribution.
+- ``GUMBEL``: Gumbel AlphaZero (Danihelka et al. 2022). At the root, Gumbel
+  top-k sampling of m actions and sequential halving over the simulation
+  budget; inside the tree, the deterministic rule
+  ``argmax pi'(a) - N(a) / (1 + sum N)`` with ``pi' = softmax(logits + sigma(q))``;
+  the policy target is ``softmax(logits + sigma(completed q))``, which is an
+  improvement of the prior even with very few simulations.
+
+Values are from the point of view of the player to move at a node; an edge's
+value is ``reward + value(child)`` when the child has the same player to move
+and ``reward - value(child)`` when it changes (two-player zero-sum games).
+
+Solved values: a terminal child has an exact value (its reward). A node is
+solved when one of its edges has a proven value of at least ``win_value``
+(a forced win) or when every legal edge is proven; solved nodes back up their
+exact value and are never searched as if open (selection at a solved node
+takes its best proven edge).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+
+import numba
+import numpy as np
+import torch
+from numba import prange
+from torch import Tensor
+
+from mbrl.model import Evaluator, Model, ShapeError
+
+__all__ = ["MCTSConfig", "RootPolicy", "SearchResult", "Tree", "search"]
+
+UNVISITED = -1
+NEG_INF = -np.inf
+
+
+class RootPolicy(Enum):
+    PUCT = "puct"
+    """AlphaZero: PUCT with Dirichlet noise at the root, visit-count policy targets."""
+    GUMBEL = "gumbel"
+    """Gumbel AlphaZero: Gumbel top-k, sequential halving, completed-Q policy targets."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MCTSConfig:
+    num_simulations: int = 64
+    """Simulations per search (one model step + one evaluator call each); 16-800."""
+    root_policy: RootPolicy = RootPolicy.PUCT
+    """PUCT (AlphaZero) or GUMBEL (Gumbel AlphaZero, learns with few simulations)."""
+    c_puct: float = 1.25
+    """PUCT exploration constant (AlphaZero's c_init, 1-2.5)."""
+    dirichlet_alpha: float = 0.3
+    """Dirichlet noise concentration at the root (AlphaZero: 0.3 chess, 0.03 go; ~10/A)."""
+    dirichlet_fraction: float = 0.25
+    """Share of noise in the root prior under PUCT (0 for evaluation games)."""
+    max_num_considered_actions: int = 16
+    """Gumbel: actions sampled at the root (m; the paper uses 16)."""
+    gumbel_scale: float = 1.0
+    """Gumbel: scale of the Gumbel noise (1 for self-play, 0 for deterministic play)."""
+    c_visit: float = 50.0
+    """Gumbel: sigma(q) = (c_visit + max N) * c_scale * q (paper: 50)."""
+    c_scale: float = 0.1
+    """Gumbel: see c_visit (paper and mctx: 0.1)."""
+    win_value: float | None = 1.0
+    """Edge value that proves a node won (1 for win/draw/loss games; None: no short-cut)."""
+
+    def __post_init__(self):
+        checks = {
+            "num_simulations": self.num_simulations >= 1,
+            "c_puct": self.c_puct >= 0,
+            "dirichlet_alpha": self.dirichlet_alpha > 0,
+            "dirichlet_fraction": 0 <= self.dirichlet_fraction <= 1,
+            "max_num_considered_actions": self.max_num_considered_actions >= 1,
+            "gumbel_scale": self.gumbel_scale >= 0,
+            "c_visit": self.c_visit >= 0,
+            "c_scale": self.c_scale >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"MCTSConfig.{name} is out of range: {getattr(self, name)!r}")
+        if not isinstance(self.root_policy, RootPolicy):
+            raise ValueError(
+                f"MCTSConfig.root_policy must be a RootPolicy, got {self.root_policy!r}"
+            )
+
+
+@dataclass
+class Tree:
+    """Search trees for B rows, N nodes each, A actions (node 0 is the root)."""
+
+    visits: np.ndarray  # [B, N] int32
+    value_sum: np.ndarray  # [B, N] float32, for the player to move at the node
+    raw_value: np.ndarray  # [B, N] float32, the evaluator's value at expansion
+    to_play: np.ndarray  # [B, N] int64
+    terminal: np.ndarray  # [B, N] bool
+    solved: np.ndarray  # [B, N] bool
+    solved_value: np.ndarray  # [B, N] float32
+    parent: np.ndarray  # [B, N] int32
+    parent_action: np.ndarray  # [B, N] int32
+    children: np.ndarray  # [B, N, A] int32, UNVISITED = not expanded
+    child_reward: np.ndarray  # [B, N, A] float32, reward of the mover at the node
+    logits: np.ndarray  # [B, N, A] float32, -inf where illegal
+    prior: np.ndarray  # [B, N, A] float32, softmax of logits
+    num_nodes: np.ndarray  # [B] int32
+    states: Tensor  # [B, N, *state_shape]
+
+    @classmethod
+    def allocate(
+        cls, batch_size: int, num_nodes: int, num_actions: int, root_state: Tensor
+    ) -> Tree:
+        B, N, A = batch_size, num_nodes, num_actions
+        return cls(
+            visits=np.zeros((B, N), np.int32),
+            value_sum=np.zeros((B, N), np.float32),
+            raw_value=np.zeros((B, N), np.float32),
+            to_play=np.zeros((B, N), np.int64),
+            terminal=np.zeros((B, N), np.bool_),
+            solved=np.zeros((B, N), np.bool_),
+            solved_value=np.zeros((B, N), np.float32),
+            parent=np.full((B, N), -1, np.int32),
+            parent_action=np.full((B, N), -1, np.int32),
+            children=np.full((B, N, A), UNVISITED, np.int32),
+            child_reward=np.zeros((B, N, A), np.float32),
+            logits=np.full((B, N, A), NEG_INF, np.float32),
+            prior=np.zeros((B, N, A), np.float32),
+            num_nodes=np.ones(B, np.int32),
+            states=root_state.new_zeros((B, N, *root_state.shape[1:])),
+        )
+
+    def edge_visits(self, node: int = 0) -> np.ndarray:
+        """``[B, A]`` visit counts of the edges below ``node`` (the root by default)."""
+        idx = self.children[:, node]
+        rows = np.arange(idx.shape[0])[:, None]
+        return np.where(idx >= 0, self.visits[rows, np.maximum(idx, 0)], 0)
+
+    def edge_values(self, node: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``([B, A] Q, [B, A] proven)``: the value of each edge below ``node`` for the
+        player to move there (0 where unvisited), and whether that value is exact."""
+        out = np.zeros(self.children.shape[::2], np.float32)
+        proven = np.zeros(self.children.shape[::2], np.bool_)
+        _edge_values(self.children, self.visits, self.value_sum, self.to_play, self.child_reward,
+                     self.solved, self.solved_value, node, out, proven)  # fmt: skip
+        return out, proven
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    action: Tensor
+    """[B] int64: the move to play (PUCT: most visited; Gumbel: sequential halving's winner)."""
+    policy: Tensor
+    """[B, A] float32 policy target (PUCT: visit distribution; Gumbel: completed-Q policy)."""
+    visit_counts: Tensor
+    """[B, A] int64 root edge visits."""
+    q_values: Tensor
+    """[B, A] float32 root edge values for the player to move (0 where unvisited)."""
+    root_value: Tensor
+    """[B] float32 search value of the root for the player to move."""
+    tree: Tree
+
+
+# ------------------------------------------------------------------ kernels
+@numba.njit(inline="always")
+def _edge_value(children, visits, value_sum, to_play, child_reward, solved, solved_value, b, n, a):
+    """(value of edge (n, a) for the player at n, proven?); edge must be expanded."""
+    c = children[b, n, a]
+    sign = 1.0 if to_play[b, c] == to_play[b, n] else -1.0
+    if solved[b, c]:
+        return child_reward[b, n, a] + sign * solved_value[b, c], True
+    return child_reward[b, n, a] + sign * value_sum[b, c] / visits[b, c], False
+
+
+@numba.njit(cache=True)
+def _edge_values(children, visits, value_sum, to_play, child_reward, solved, solved_value, n, out,
+                 out_proven):  # fmt: skip
+    for b in range(children.shape[0]):
+        for a in range(children.shape[2]):
+            if children[b, n, a] >= 0:
+                out[b, a], out_proven[b, a] = _edge_value(
+                    children,
+                    visits,
+                    value_sum,
+                    to_play,
+                    child_reward,
+                    solved,
+                    solved_value,
+                    b,
+                    n,
+                    a,
+                )
+
+
+@numba.njit(inline="always")
+def _completed_sigma_q(children, visits, value_sum, raw_value, to_play, child_reward, solved,
+                       solved_value, logits, prior, b, n, c_visit, c_scale, out):  # fmt: skip
+    """Gumbel's sigma(completed, rescaled q) of node n's edges into ``out[A]``; -inf if illegal."""
+    A = children.shape[2]
+    sum_visits = 0.0
+    max_visits = 0.0
+    weighted_q = 0.0
+    weight = 0.0
+    for a in range(A):
+        c = children[b, n, a]
+        if c >= 0:
+            q = _edge_value(children, visits, value_sum, to_play, child_reward, solved,
+                            solved_value, b, n, a)[0]  # fmt: skip
+            out[a] = q
+            sum_visits += visits[b, c]
+            max_visits = max(max_visits, visits[b, c])
+            weighted_q += prior[b, n, a] * q
+            weight += prior[b, n, a]
+    v_mix = raw_value[b, n]
+    if weight > 0:
+        v_mix = (raw_value[b, n] + sum_visits * weighted_q / weight) / (1.0 + sum_visits)
+    lo, hi = np.inf, -np.inf
+    for a in range(A):
+        if logits[b, n, a] == NEG_INF:
+            continue
+        if children[b, n, a] < 0:
+            out[a] = v_mix
+        lo = min(lo, out[a])
+        hi = max(hi, out[a])
+    scale = (c_visit + max_visits) * c_scale / max(hi - lo, 1e-8)
+    for a in range(A):
+        out[a] = (out[a] - lo) * scale if logits[b, n, a] != NEG_INF else NEG_INF
+
+
+@numba.njit(cache=True, parallel=True)
+def _select(children, visits, value_sum, raw_value, to_play, terminal, solved, solved_value,
+            child_reward, logits, prior, root_action, gumbel, c_puct, c_visit, c_scale,
+            out_node, out_action):  # fmt: skip
+    """Descend every row to an edge to expand (or to a terminal/solved node).
+
+    ``root_action[b] >= 0`` forces the first edge (Gumbel's sequential halving).
+    ``out_action[b] = -1`` means the walk ended at node ``out_node[b]`` itself
+    (a terminal or solved node): no expansion, just a backup from it.
+    """
+    A = children.shape[2]
+    for b in prange(children.shape[0]):
+        scratch = np.empty(A, np.float32)
+        n = 0
+        while True:
+            if terminal[b, n] or (solved[b, n] and n != 0):
+                out_node[b] = n
+                out_action[b] = -1
+                break
+            best_a = -1
+            best = NEG_INF
+            if n == 0 and root_action[b] >= 0:
+                best_a = root_action[b]
+            elif solved[b, n]:  # the root is solved: follow its best proven edge
+                for a in range(A):
+                    if logits[b, n, a] != NEG_INF and children[b, n, a] >= 0:
+                        q, proven = _edge_value(children, visits, value_sum, to_play, child_reward,
+                                                solved, solved_value, b, n, a)  # fmt: skip
+                        if proven and q > best:
+                            best, best_a = q, a
+            elif gumbel:
+                _completed_sigma_q(children, visits, value_sum, raw_value, to_play, child_reward,
+                                   solved, solved_value, logits, prior, b, n, c_visit, c_scale,
+                                   scratch)  # fmt: skip
+                # pi' = softmax(logits + sigma(q)); pick argmax pi'(a) - N(a) / (1 + sum N).
+                top = NEG_INF
+                for a in range(A):
+                    if scratch[a] != NEG_INF:
+                        scratch[a] += logits[b, n, a]
+                        top = max(top, scratch[a])
+                total = 0.0
+                for a in range(A):
+                    if scratch[a] != NEG_INF:
+                        scratch[a] = np.exp(scratch[a] - top)
+                        total += scratch[a]
+                parent_visits = visits[b, n]  # = 1 + sum of edge visits
+                for a in range(A):
+                    if logits[b, n, a] == NEG_INF:
+                        continue
+                    c = children[b, n, a]
+                    edge_visits = visits[b, c] if c >= 0 else 0
+                    score = scratch[a] / total - edge_visits / parent_visits
+                    if score > best:
+                        best, best_a = score, a
+            else:
+                sqrt_n = math.sqrt(visits[b, n])
+                for a in range(A):
+                    if logits[b, n, a] == NEG_INF:
+                        continue
+                    c = children[b, n, a]
+                    q = 0.0
+                    edge_visits = 0
+                    if c >= 0:
+                        q = _edge_value(children, visits, value_sum, to_play, child_reward, solved,
+                                        solved_value, b, n, a)[0]  # fmt: skip
+                        edge_visits = visits[b, c]
+                    score = q + c_puct * prior[b, n, a] * sqrt_n / (1 + edge_visits)
+                    if score > best:
+                        best, best_a = score, a
+            c = children[b, n, best_a]
+            if c < 0:
+                out_node[b] = n
+                out_action[b] = best_a
+                break
+            n = c
+
+
+@numba.njit(inline="always")
+def _update_solved(children, visits, value_sum, to_play, child_reward, solved, solved_value,
+                   logits, win_value, b, n):  # fmt: skip
+    """Mark node n solved if an edge proves a win or all legal edges are proven."""
+    best = NEG_INF
+    all_proven = True
+    for a in range(children.shape[2]):
+        if logits[b, n, a] == NEG_INF:
+            continue
+        if children[b, n, a] < 0:
+            all_proven = False
+            continue
+        q, proven = _edge_value(children, visits, value_sum, to_play, child_reward, solved,
+                                solved_value, b, n, a)  # fmt: skip
+        if not proven:
+            all_proven = False
+        elif q >= win_value:
+            solved[b, n] = True
+            solved_value[b, n] = q
+            return
+        else:
+            best = max(best, q)
+    if all_proven and best != NEG_INF:
+        solved[b, n] = True
+        solved_value[b, n] = best
+
+
+@numba.njit(cache=True, parallel=True)
+def _expand_and_backup(children, visits, value_sum, raw_value, to_play, terminal, solved,
+                       solved_value, parent, parent_action, child_reward, logits, prior, num_nodes,
+                       node, action, new_reward, new_terminal, new_to_play, new_logits, new_value,
+                       win_value, out_new_node):  # fmt: skip
+    """Add the child of (node, action) per row, then back its value up to the root."""
+    A = children.shape[2]
+    for b in prange(children.shape[0]):
+        n = node[b]
+        if action[b] >= 0:
+            leaf = num_nodes[b]
+            num_nodes[b] += 1
+            children[b, n, action[b]] = leaf
+            child_reward[b, n, action[b]] = new_reward[b]
+            parent[b, leaf] = n
+            parent_action[b, leaf] = action[b]
+            to_play[b, leaf] = new_to_play[b]
+            terminal[b, leaf] = new_terminal[b]
+            if new_terminal[b]:
+                solved[b, leaf] = True
+                solved_value[b, leaf] = 0.0
+                value = 0.0
+            else:
+                value = new_value[b]
+                top = NEG_INF
+                for a in range(A):
+                    logits[b, leaf, a] = new_logits[b, a]
+                    top = max(top, new_logits[b, a])
+                total = 0.0
+                for a in range(A):
+                    p = np.exp(new_logits[b, a] - top) if new_logits[b, a] != NEG_INF else 0.0
+                    prior[b, leaf, a] = p
+                    total += p
+                for a in range(A):
+                    prior[b, leaf, a] /= total
+            raw_value[b, leaf] = value
+        else:
+            leaf = n
+            value = solved_value[b, leaf] if solved[b, leaf] else 0.0
+        out_new_node[b] = leaf
+        # Backup: the value of a node is for its own player to move.
+        c = leaf
+        visits[b, c] += 1
+        value_sum[b, c] += value
+        while parent[b, c] >= 0:
+            p = parent[b, c]
+            sign = 1.0 if to_play[b, c] == to_play[b, p] else -1.0
+            value = child_reward[b, p, parent_action[b, c]] + sign * value
+            if not solved[b, p]:
+                _update_solved(children, visits, value_sum, to_play, child_reward, solved,
+                               solved_value, logits, win_value, b, p)  # fmt: skip
+            if solved[b, p]:
+                value = solved_value[b, p]
+            visits[b, p] += 1
+            value_sum[b, p] += value
+            c = p
+
+
+# --------------------------------------------------------------- the search
+@lru_cache(maxsize=64)
+def considered_visits_table(max_num_considered: int, num_simulations: int) -> np.ndarray:
+    """``[m + 1, num_simulations]``: sequential halving's visit level per simulation.
+
+    Row m lists, for each simulation, the visit count an action must have to be
+    chosen at the root when m actions are considered (as mctx's
+    ``get_table_of_considered_visits``).
+    """
+    table = np.zeros((max_num_considered + 1, num_simulations), np.int32)
+    for m in range(max_num_considered + 1):
+        if m <= 1:
+            table[m] = np.arange(num_simulations)
+            continue
+        log2max = math.ceil(math.log2(m))
+        sequence: list[int] = []
+        visits = [0] * m
+        considered = m
+        while len(sequence) < num_simulations:
+            extra = max(1, int(num_simulations / (log2max * considered)))
+            for _ in range(extra):
+                sequence.extend(visits[:considered])
+                for i in range(considered):
+                    visits[i] += 1
+            considered = max(2, considered // 2)
+        table[m] = sequence[:num_simulations]
+    return table
+
+
+def _masked_logits(logits: Tensor, legal: Tensor) -> np.ndarray:
+    out = logits.detach().float().cpu().numpy().astype(np.float32, copy=True)
+    out[~legal.cpu().numpy()] = NEG_INF
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _gumbel_root_scores(children, visits, value_sum, raw_value, to_play, child_reward, solved,
+                        solved_value, logits, prior, gumbel, c_visit, c_scale, out_score,
+                        out_sigma_q):  # fmt: skip
+    """Per row: ``out_sigma_q = sigma(completed q)`` at the root and
+    ``out_score = max(g + logits - max logits + sigma(q), -1e9)`` (-inf where illegal)."""
+    A = children.shape[2]
+    for b in prange(children.shape[0]):
+        _completed_sigma_q(children, visits, value_sum, raw_value, to_play, child_reward, solved,
+                           solved_value, logits, prior, b, 0, c_visit, c_scale,
+                           out_sigma_q[b])  # fmt: skip
+        top = NEG_INF
+        for a in range(A):
+            top = max(top, logits[b, 0, a])
+        for a in range(A):
+            if logits[b, 0, a] == NEG_INF:
+                out_score[b, a] = NEG_INF
+            else:
+                score = gumbel[b, a] + logits[b, 0, a] - top + out_sigma_q[b, a]
+                out_score[b, a] = max(score, -1e9)
+
+
+def _gumbel_root(tree: Tree, gumbel: np.ndarray, config: MCTSConfig):
+    """``(score [B, A], sigma_q [B, A])`` of the root edges, see ``_gumbel_root_scores``."""
+    B, A = gumbel.shape
+    score = np.empty((B, A), np.float32)
+    sigma_q = np.empty((B, A), np.float32)
+    _gumbel_root_scores(tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.to_play,
+                        tree.child_reward, tree.solved, tree.solved_value, tree.logits, tree.prior,
+                        gumbel, config.c_visit, config.c_scale, score, sigma_q)  # fmt: skip
+    return score, sigma_q
+
+
+def _check_inputs(model: Model, root_state: Tensor) -> None:
+    if not model.spec.is_discrete:
+        raise ValueError(f"MCTS needs discrete actions; {model.spec.name} is continuous")
+    if root_state.ndim < 1 or tuple(root_state.shape[1:]) != model.spec.state_shape:
+        raise ShapeError(
+            f"root_state must be [B, *{model.spec.state_shape}], got {list(root_state.shape)}"
+        )
+
+
+def search(
+    model: Model,
+    evaluator: Evaluator,
+    root_state: Tensor,
+    config: MCTSConfig,
+    rng: np.random.Generator,
+) -> SearchResult:
+    """Run ``config.num_simulations`` simulations from each of the B root states.
+
+    Args:
+        model: any discrete-action model (exact game or learned).
+        evaluator: gives ``logits [B, A]`` and ``value [B]`` (player to move) of states.
+        root_state: ``[B, *state_shape]`` non-terminal states.
+        config: search settings.
+        rng: source of the root noise (Dirichlet or Gumbel).
+    """
+    _check_inputs(model, root_state)
+    B, A, N = root_state.shape[0], model.spec.num_actions, config.num_simulations + 1
+    tree = Tree.allocate(B, N, A, root_state)
+    gumbel_mode = config.root_policy is RootPolicy.GUMBEL
+    legal = _expand_root(model, evaluator, root_state, tree, config, rng)
+
+    gumbel = np.zeros((B, A), np.float32)
+    num_considered = np.zeros(B, np.int64)
+    if gumbel_mode:
+        gumbel = (rng.gumbel(size=(B, A)) * config.gumbel_scale).astype(np.float32)
+        num_considered = np.minimum(legal.sum(axis=1), config.max_num_considered_actions)
+    table = considered_visits_table(config.max_num_considered_actions, config.num_simulations)
+
+    win_value = np.inf if config.win_value is None else float(config.win_value)
+    rows = torch.arange(B)
+    node = np.zeros(B, np.int32)
+    action = np.zeros(B, np.int32)
+    root_action = np.full(B, -1, np.int32)
+    new_node = np.zeros(B, np.int32)
+    for simulation in range(config.num_simulations):
+        if gumbel_mode:  # sequential halving decides the root edge
+            score, _ = _gumbel_root(tree, gumbel, config)
+            level = table[num_considered, simulation]
+            score[tree.edge_visits(0) != level[:, None]] = NEG_INF
+            root_action = score.argmax(axis=1).astype(np.int32)
+        # 1. select: descend to an unexpanded edge (or a terminal / solved node)
+        _select(tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.to_play,
+                tree.terminal, tree.solved, tree.solved_value, tree.child_reward, tree.logits,
+                tree.prior, root_action, gumbel_mode, config.c_puct, config.c_visit,
+                config.c_scale, node, action)  # fmt: skip
+        # 2. one batched model step and one evaluator call for the new children
+        expand = action >= 0
+        if expand.any():
+            new = _evaluate_children(model, evaluator, tree, node, action, expand)
+        else:  # every row ended at a terminal or solved node: only backups
+            new = (np.zeros(B, np.float32), np.zeros(B, np.bool_), np.zeros(B, np.int64),
+                   np.zeros((B, A), np.float32), np.zeros(B, np.float32), None)  # fmt: skip
+        # 3. expand and back up
+        _expand_and_backup(tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.to_play,
+                           tree.terminal, tree.solved, tree.solved_value, tree.parent,
+                           tree.parent_action, tree.child_reward, tree.logits, tree.prior,
+                           tree.num_nodes, node, action, *new[:5], win_value, new_node)  # fmt: skip
+        if expand.any():
+            grown = torch.from_numpy(expand)
+            tree.states[rows[grown], torch.from_numpy(new_node[expand]).long()] = new[5][grown]
+    return _result(tree, gumbel, config)
+
+
+def _expand_root(model, evaluator, root_state, tree, config, rng) -> np.ndarray:
+    """Evaluate the roots into node 0 (Dirichlet noise on the prior under PUCT).
+
+    Returns the legal mask ``[B, A]``.
+    """
+    B, A = tree.logits.shape[0], tree.logits.shape[2]
+    legal = model.legal_actions(root_state)
+    if not legal.any(dim=1).all():
+        row = int(torch.nonzero(~legal.any(dim=1))[0])
+        raise ValueError(
+            f"root state of row {row} is terminal (no legal action): nothing to search"
+        )
+    evaluation = evaluator.evaluate(root_state)
+    logits = _masked_logits(evaluation.logits, legal)
+    legal = legal.numpy()
+    prior = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prior /= prior.sum(axis=1, keepdims=True)
+    if config.root_policy is RootPolicy.PUCT and config.dirichlet_fraction > 0:
+        noise = rng.dirichlet(np.full(A, config.dirichlet_alpha), size=B).astype(np.float32)
+        noise = noise * legal
+        noise /= np.maximum(noise.sum(axis=1, keepdims=True), 1e-12)
+        prior = (1 - config.dirichlet_fraction) * prior + config.dirichlet_fraction * noise
+    tree.logits[:, 0] = logits
+    tree.prior[:, 0] = prior
+    tree.raw_value[:, 0] = evaluation.value.detach().float().cpu().numpy()
+    tree.value_sum[:, 0] = tree.raw_value[:, 0]
+    tree.visits[:, 0] = 1
+    tree.to_play[:, 0] = model.to_play(root_state).numpy()
+    tree.states[:, 0] = root_state
+    return legal
+
+
+def _evaluate_children(model, evaluator, tree, node, action, expand):
+    """One batched model step and one evaluator call for the edges being expanded.
+
+    Rows that expand nothing (their walk ended at a terminal or solved node)
+    borrow another row's edge so the batch stays whole; their results are unused.
+    """
+    donor = int(np.flatnonzero(expand)[0])
+    source_row = torch.from_numpy(np.where(expand, np.arange(node.shape[0]), donor))
+    node = torch.from_numpy(node).long()
+    parents = tree.states[source_row, node[source_row]]
+    action = np.where(expand, action, action[donor])
+    step = model.step(parents, torch.from_numpy(action.astype(np.int64)))
+    evaluation = evaluator.evaluate(step.state)
+    legal = model.legal_actions(step.state)
+    return (
+        step.reward.detach().float().cpu().numpy(),
+        step.terminal.cpu().numpy(),
+        model.to_play(step.state).numpy(),
+        _masked_logits(evaluation.logits, legal),
+        evaluation.value.detach().float().cpu().numpy(),
+        step.state,
+    )
+
+
+def _result(tree: Tree, gumbel: np.ndarray, config: MCTSConfig) -> SearchResult:
+    visits = tree.edge_visits(0)
+    q_values, proven = tree.edge_values(0)
+    legal = tree.logits[:, 0] != NEG_INF
+    if config.root_policy is RootPolicy.GUMBEL:
+        score, sigma_q = _gumbel_root(tree, gumbel, config)
+        z = np.where(legal, tree.logits[:, 0] + sigma_q, NEG_INF)
+        policy = np.exp(z - z.max(axis=1, keepdims=True))
+        score[visits != visits.max(axis=1, keepdims=True)] = NEG_INF
+        action = score.argmax(axis=1)
+    else:
+        policy = visits.astype(np.float32)
+        action = visits.argmax(axis=1)
+    policy = (policy / policy.sum(axis=1, keepdims=True)).astype(np.float32)
+    # A solved root plays its best proven edge.
+    best_proven = np.where(legal & proven, q_values, NEG_INF).argmax(axis=1)
+    action = np.where(tree.solved[:, 0], best_proven, action).astype(np.int64)
+    root_value = np.where(tree.solved[:, 0], tree.solved_value[:, 0],
+                          tree.value_sum[:, 0] / tree.visits[:, 0])  # fmt: skip
+    return SearchResult(
+        action=torch.from_numpy(action),
+        policy=torch.from_numpy(policy),
+        visit_counts=torch.from_numpy(visits.astype(np.int64)),
+        q_values=torch.from_numpy(q_values),
+        root_value=torch.from_numpy(root_value.astype(np.float32)),
+        tree=tree,
+    )
