@@ -11,12 +11,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 from torch import Tensor
 
 from mbrl.games.players import Player
 from mbrl.model import GameModel
 
-__all__ = ["GameRecords", "MatchResult", "play_games", "play_match"]
+__all__ = [
+    "GameRecords",
+    "MatchResult",
+    "RoundRobinTable",
+    "elo_ratings",
+    "play_games",
+    "play_match",
+    "round_robin",
+]
 
 
 @dataclass(frozen=True)
@@ -100,3 +111,59 @@ def play_match(game: GameModel, player: Player, opponent: Player, num_games: int
         outcomes.append(play_games(game, opponent, player, num_games - as_first).returns[:, 1])
     result = np.concatenate(outcomes)
     return MatchResult(int((result > 0).sum()), int((result == 0).sum()), int((result < 0).sum()))
+
+
+@dataclass(frozen=True)
+class RoundRobinTable:
+    """Pairwise results and Elo ratings (Bradley-Terry fit, anchored at mean 0)."""
+
+    names: list[str]
+    wins: np.ndarray  # [P, P] wins[i, j] = games i won against j
+    draws: np.ndarray  # [P, P]
+    elo: np.ndarray  # [P]
+
+    def render(self) -> Table:
+        table = Table(title="round robin (row against column: wins-draws-losses)")
+        table.add_column("player")
+        for name in self.names:
+            table.add_column(name)
+        table.add_column("score")
+        table.add_column("Elo")
+        for i, name in enumerate(self.names):
+            cells = []
+            for j in range(len(self.names)):
+                w, d, l = int(self.wins[i, j]), int(self.draws[i, j]), int(self.wins[j, i])
+                cells.append("" if i == j else f"{w}-{d}-{l}")
+            played = self.wins[i].sum() + self.draws[i].sum() + self.wins[:, i].sum()
+            score = (self.wins[i].sum() + 0.5 * self.draws[i].sum()) / max(played, 1)
+            table.add_row(name, *cells, f"{score:.2f}", f"{self.elo[i]:+.0f}")
+        return table
+
+
+def elo_ratings(wins: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Elo from win and draw matrices (OpenSpiel's MM fit of Hunter 2004), mean 0."""
+    from open_spiel.python.algorithms.elo import compute_ratings_from_matrices
+
+    ratings = compute_ratings_from_matrices(wins.astype(int), draws.astype(int))
+    return ratings - ratings.mean()
+
+
+def round_robin(
+    game: GameModel, players: list[Player], num_games: int, console: Console | None = None
+) -> RoundRobinTable:
+    """Every pair plays ``num_games`` games (half in each colour)."""
+    names = [p.name for p in players]
+    for i, name in enumerate(names):  # make names unique for the table
+        if names.count(name) > 1:
+            names[i] = f"{name}#{i}"
+    P = len(players)
+    wins, draws = np.zeros((P, P)), np.zeros((P, P))
+    pairs = [(i, j) for i in range(P) for j in range(i + 1, P)]
+    with Progress(console=console or Console(quiet=True), transient=True) as progress:
+        task = progress.add_task("round robin", total=len(pairs))
+        for i, j in pairs:
+            result = play_match(game, players[i], players[j], num_games)
+            wins[i, j], wins[j, i] = result.wins, result.losses
+            draws[i, j] = draws[j, i] = result.draws
+            progress.advance(task)
+    return RoundRobinTable(names, wins, draws, elo_ratings(wins, draws))

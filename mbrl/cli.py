@@ -51,6 +51,26 @@ class PlayCommand:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvalCommand:
+    """Round robin between players: win/draw/loss for each pair, both colours, and Elo."""
+
+    game: Annotated[str, tyro.conf.Positional]
+    """Game name (see `mbrl games`)."""
+    players: tuple[str, ...] = ("random", "mcts:100")
+    """Player specs: random | mcts:N | solver | minimax | agent:<run dir or checkpoint>[@N]."""
+    num_games: int = 20
+    """Games per pair (half in each colour)."""
+    seed: int = 0
+    """Seed of the computer players."""
+
+    def __post_init__(self):
+        if len(self.players) < 2:
+            raise ValueError("--players needs at least two players")
+        if self.num_games < 1:
+            raise ValueError(f"--num-games must be >= 1, got {self.num_games}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DemoCommand:
     """The library's main job at this stage: a solver against MCTS, rendered move by move."""
 
@@ -86,6 +106,16 @@ def run_games() -> None:
     console.print(table)
 
 
+def build_player(spec: str, game, seed: int = 0, **human_io):
+    """A player from its spec; ``agent:<run or checkpoint>[@simulations]`` is a trained agent."""
+    if spec.startswith("agent:"):
+        from mbrl.alphazero import load_agent
+
+        path, _, sims = spec.removeprefix("agent:").partition("@")
+        return load_agent(path, game, num_simulations=int(sims) if sims else None)
+    return make_player(spec, game, seed, **human_io)
+
+
 def _play(game_name: str, x: str, o: str, num_games: int, seed: int) -> None:
     game = games.make(game_name)
     io = {"read": console.input, "write": lambda text: console.print(f"[red]{text}[/red]")}
@@ -94,7 +124,7 @@ def _play(game_name: str, x: str, o: str, num_games: int, seed: int) -> None:
     for g in range(num_games):
         first, second = specs if g % 2 == 0 else specs[::-1]
         players = [
-            make_player(s, game, seed + 2 * g + i, **io) for i, s in enumerate((first, second))
+            build_player(s, game, seed + 2 * g + i, **io) for i, s in enumerate((first, second))
         ]
         console.rule(f"game {g + 1}: x = {first}, o = {second}")
         console.print(game.render(game.initial_state(1)))
@@ -126,9 +156,54 @@ def run_demo(cmd: DemoCommand) -> None:
     _play(cmd.game, cmd.x, cmd.o, cmd.num_games, cmd.seed)
 
 
+def run_eval(cmd: EvalCommand) -> None:
+    from mbrl.arena import round_robin
+
+    game = games.make(cmd.game)
+    players = [build_player(spec, game, cmd.seed + i) for i, spec in enumerate(cmd.players)]
+    table = round_robin(game, players, cmd.num_games, console=console)
+    console.print(table.render())
+
+
+def run_train(args: list[str]) -> None:
+    """``mbrl train <algorithm> [--resume RUN] [config flags]``."""
+    algorithms = {"alphazero"}
+    if not args or args[0] in {"-h", "--help"}:
+        console.print(f"usage: mbrl train {{{','.join(sorted(algorithms))}}} [--help] [flags]")
+        return
+    algorithm, rest = args[0], args[1:]
+    if algorithm not in algorithms:
+        raise UnknownNameError(
+            f"unknown algorithm {algorithm!r}; available: {', '.join(sorted(algorithms))}",
+            name=algorithm,
+            known=sorted(algorithms),
+        )
+    from mbrl.alphazero import AlphaZero, AlphaZeroConfig
+
+    if "--resume" in rest:
+        i = rest.index("--resume")
+        if i + 1 >= len(rest):
+            raise ValueError("--resume needs a run folder")
+        agent = AlphaZero.resume(rest[i + 1], console=console)
+        console.print(f"resuming {agent.run_dir} at iteration {agent.counters['iteration']}")
+    else:
+        config = tyro.cli(AlphaZeroConfig, args=rest, prog=f"mbrl train {algorithm}")
+        agent = AlphaZero(config, console=console)
+        console.print(f"run folder: {agent.run_dir}")
+    result = agent.learn()
+    console.print(
+        f"[bold]done[/bold]: {agent.counters['iteration']} iterations, "
+        f"{agent.counters['games']} self-play games, "
+        f"{agent.counters['seconds'] / 60:.1f} min; checkpoint {agent.checkpoint_path}"
+    )
+    for key, value in result.items():
+        console.print(f"  {key}: {value:.3f}")
+
+
 COMMANDS = {
     "games": (GamesCommand, lambda cmd: run_games()),
     "play": (PlayCommand, run_play),
+    "eval": (EvalCommand, run_eval),
     "demo": (DemoCommand, run_demo),
 }
 
@@ -137,13 +212,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     args = sys.argv[1:] if argv is None else argv
     try:
+        if args and args[0] == "train":
+            run_train(args[1:])
+            return
         cmd = tyro.extras.subcommand_cli_from_dict(
             {name: cls for name, (cls, _) in COMMANDS.items()}, args=args, prog="mbrl"
         )
         for cls, run in COMMANDS.values():
             if isinstance(cmd, cls):
                 run(cmd)
-    except (UnknownNameError, ValueError, ImportError) as error:
+    except (UnknownNameError, ValueError, ImportError, FileNotFoundError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise SystemExit(2) from None
     except (QuitGame, KeyboardInterrupt):

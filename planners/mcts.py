@@ -42,18 +42,22 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
-import numba
 import numpy as np
 import torch
-from numba import prange
 from torch import Tensor
 
 from mbrl.model import Evaluator, Model, ShapeError
 
 __all__ = ["MCTSConfig", "RootPolicy", "SearchResult", "Tree", "search"]
 
-UNVISITED = -1
-NEG_INF = -np.inf
+from ._kernels import (
+    NEG_INF,
+    UNVISITED,
+    _edge_values,
+    _expand_and_backup,
+    _gumbel_root_scores,
+    _select,
+)
 
 
 class RootPolicy(Enum):
@@ -160,8 +164,18 @@ class Tree:
         player to move there (0 where unvisited), and whether that value is exact."""
         out = np.zeros(self.children.shape[::2], np.float32)
         proven = np.zeros(self.children.shape[::2], np.bool_)
-        _edge_values(self.children, self.visits, self.value_sum, self.to_play, self.child_reward,
-                     self.solved, self.solved_value, node, out, proven)  # fmt: skip
+        _edge_values(
+            self.children,
+            self.visits,
+            self.value_sum,
+            self.to_play,
+            self.child_reward,
+            self.solved,
+            self.solved_value,
+            node,
+            out,
+            proven,
+        )
         return out, proven
 
 
@@ -178,234 +192,6 @@ class SearchResult:
     root_value: Tensor
     """[B] float32 search value of the root for the player to move."""
     tree: Tree
-
-
-# ------------------------------------------------------------------ kernels
-@numba.njit(inline="always")
-def _edge_value(children, visits, value_sum, to_play, child_reward, solved, solved_value, b, n, a):
-    """(value of edge (n, a) for the player at n, proven?); edge must be expanded."""
-    c = children[b, n, a]
-    sign = 1.0 if to_play[b, c] == to_play[b, n] else -1.0
-    if solved[b, c]:
-        return child_reward[b, n, a] + sign * solved_value[b, c], True
-    return child_reward[b, n, a] + sign * value_sum[b, c] / visits[b, c], False
-
-
-@numba.njit(cache=True)
-def _edge_values(children, visits, value_sum, to_play, child_reward, solved, solved_value, n, out,
-                 out_proven):  # fmt: skip
-    for b in range(children.shape[0]):
-        for a in range(children.shape[2]):
-            if children[b, n, a] >= 0:
-                out[b, a], out_proven[b, a] = _edge_value(
-                    children,
-                    visits,
-                    value_sum,
-                    to_play,
-                    child_reward,
-                    solved,
-                    solved_value,
-                    b,
-                    n,
-                    a,
-                )
-
-
-@numba.njit(inline="always")
-def _completed_sigma_q(children, visits, value_sum, raw_value, to_play, child_reward, solved,
-                       solved_value, logits, prior, b, n, c_visit, c_scale, out):  # fmt: skip
-    """Gumbel's sigma(completed, rescaled q) of node n's edges into ``out[A]``; -inf if illegal."""
-    A = children.shape[2]
-    sum_visits = 0.0
-    max_visits = 0.0
-    weighted_q = 0.0
-    weight = 0.0
-    for a in range(A):
-        c = children[b, n, a]
-        if c >= 0:
-            q = _edge_value(children, visits, value_sum, to_play, child_reward, solved,
-                            solved_value, b, n, a)[0]  # fmt: skip
-            out[a] = q
-            sum_visits += visits[b, c]
-            max_visits = max(max_visits, visits[b, c])
-            weighted_q += prior[b, n, a] * q
-            weight += prior[b, n, a]
-    v_mix = raw_value[b, n]
-    if weight > 0:
-        v_mix = (raw_value[b, n] + sum_visits * weighted_q / weight) / (1.0 + sum_visits)
-    lo, hi = np.inf, -np.inf
-    for a in range(A):
-        if logits[b, n, a] == NEG_INF:
-            continue
-        if children[b, n, a] < 0:
-            out[a] = v_mix
-        lo = min(lo, out[a])
-        hi = max(hi, out[a])
-    scale = (c_visit + max_visits) * c_scale / max(hi - lo, 1e-8)
-    for a in range(A):
-        out[a] = (out[a] - lo) * scale if logits[b, n, a] != NEG_INF else NEG_INF
-
-
-@numba.njit(cache=True, parallel=True)
-def _select(children, visits, value_sum, raw_value, to_play, terminal, solved, solved_value,
-            child_reward, logits, prior, root_action, gumbel, c_puct, c_visit, c_scale,
-            out_node, out_action):  # fmt: skip
-    """Descend every row to an edge to expand (or to a terminal/solved node).
-
-    ``root_action[b] >= 0`` forces the first edge (Gumbel's sequential halving).
-    ``out_action[b] = -1`` means the walk ended at node ``out_node[b]`` itself
-    (a terminal or solved node): no expansion, just a backup from it.
-    """
-    A = children.shape[2]
-    for b in prange(children.shape[0]):
-        scratch = np.empty(A, np.float32)
-        n = 0
-        while True:
-            if terminal[b, n] or (solved[b, n] and n != 0):
-                out_node[b] = n
-                out_action[b] = -1
-                break
-            best_a = -1
-            best = NEG_INF
-            if n == 0 and root_action[b] >= 0:
-                best_a = root_action[b]
-            elif solved[b, n]:  # the root is solved: follow its best proven edge
-                for a in range(A):
-                    if logits[b, n, a] != NEG_INF and children[b, n, a] >= 0:
-                        q, proven = _edge_value(children, visits, value_sum, to_play, child_reward,
-                                                solved, solved_value, b, n, a)  # fmt: skip
-                        if proven and q > best:
-                            best, best_a = q, a
-            elif gumbel:
-                _completed_sigma_q(children, visits, value_sum, raw_value, to_play, child_reward,
-                                   solved, solved_value, logits, prior, b, n, c_visit, c_scale,
-                                   scratch)  # fmt: skip
-                # pi' = softmax(logits + sigma(q)); pick argmax pi'(a) - N(a) / (1 + sum N).
-                top = NEG_INF
-                for a in range(A):
-                    if scratch[a] != NEG_INF:
-                        scratch[a] += logits[b, n, a]
-                        top = max(top, scratch[a])
-                total = 0.0
-                for a in range(A):
-                    if scratch[a] != NEG_INF:
-                        scratch[a] = np.exp(scratch[a] - top)
-                        total += scratch[a]
-                parent_visits = visits[b, n]  # = 1 + sum of edge visits
-                for a in range(A):
-                    if logits[b, n, a] == NEG_INF:
-                        continue
-                    c = children[b, n, a]
-                    edge_visits = visits[b, c] if c >= 0 else 0
-                    score = scratch[a] / total - edge_visits / parent_visits
-                    if score > best:
-                        best, best_a = score, a
-            else:
-                sqrt_n = math.sqrt(visits[b, n])
-                for a in range(A):
-                    if logits[b, n, a] == NEG_INF:
-                        continue
-                    c = children[b, n, a]
-                    q = 0.0
-                    edge_visits = 0
-                    if c >= 0:
-                        q = _edge_value(children, visits, value_sum, to_play, child_reward, solved,
-                                        solved_value, b, n, a)[0]  # fmt: skip
-                        edge_visits = visits[b, c]
-                    score = q + c_puct * prior[b, n, a] * sqrt_n / (1 + edge_visits)
-                    if score > best:
-                        best, best_a = score, a
-            c = children[b, n, best_a]
-            if c < 0:
-                out_node[b] = n
-                out_action[b] = best_a
-                break
-            n = c
-
-
-@numba.njit(inline="always")
-def _update_solved(children, visits, value_sum, to_play, child_reward, solved, solved_value,
-                   logits, win_value, b, n):  # fmt: skip
-    """Mark node n solved if an edge proves a win or all legal edges are proven."""
-    best = NEG_INF
-    all_proven = True
-    for a in range(children.shape[2]):
-        if logits[b, n, a] == NEG_INF:
-            continue
-        if children[b, n, a] < 0:
-            all_proven = False
-            continue
-        q, proven = _edge_value(children, visits, value_sum, to_play, child_reward, solved,
-                                solved_value, b, n, a)  # fmt: skip
-        if not proven:
-            all_proven = False
-        elif q >= win_value:
-            solved[b, n] = True
-            solved_value[b, n] = q
-            return
-        else:
-            best = max(best, q)
-    if all_proven and best != NEG_INF:
-        solved[b, n] = True
-        solved_value[b, n] = best
-
-
-@numba.njit(cache=True, parallel=True)
-def _expand_and_backup(children, visits, value_sum, raw_value, to_play, terminal, solved,
-                       solved_value, parent, parent_action, child_reward, logits, prior, num_nodes,
-                       node, action, new_reward, new_terminal, new_to_play, new_logits, new_value,
-                       win_value, out_new_node):  # fmt: skip
-    """Add the child of (node, action) per row, then back its value up to the root."""
-    A = children.shape[2]
-    for b in prange(children.shape[0]):
-        n = node[b]
-        if action[b] >= 0:
-            leaf = num_nodes[b]
-            num_nodes[b] += 1
-            children[b, n, action[b]] = leaf
-            child_reward[b, n, action[b]] = new_reward[b]
-            parent[b, leaf] = n
-            parent_action[b, leaf] = action[b]
-            to_play[b, leaf] = new_to_play[b]
-            terminal[b, leaf] = new_terminal[b]
-            if new_terminal[b]:
-                solved[b, leaf] = True
-                solved_value[b, leaf] = 0.0
-                value = 0.0
-            else:
-                value = new_value[b]
-                top = NEG_INF
-                for a in range(A):
-                    logits[b, leaf, a] = new_logits[b, a]
-                    top = max(top, new_logits[b, a])
-                total = 0.0
-                for a in range(A):
-                    p = np.exp(new_logits[b, a] - top) if new_logits[b, a] != NEG_INF else 0.0
-                    prior[b, leaf, a] = p
-                    total += p
-                for a in range(A):
-                    prior[b, leaf, a] /= total
-            raw_value[b, leaf] = value
-        else:
-            leaf = n
-            value = solved_value[b, leaf] if solved[b, leaf] else 0.0
-        out_new_node[b] = leaf
-        # Backup: the value of a node is for its own player to move.
-        c = leaf
-        visits[b, c] += 1
-        value_sum[b, c] += value
-        while parent[b, c] >= 0:
-            p = parent[b, c]
-            sign = 1.0 if to_play[b, c] == to_play[b, p] else -1.0
-            value = child_reward[b, p, parent_action[b, c]] + sign * value
-            if not solved[b, p]:
-                _update_solved(children, visits, value_sum, to_play, child_reward, solved,
-                               solved_value, logits, win_value, b, p)  # fmt: skip
-            if solved[b, p]:
-                value = solved_value[b, p]
-            visits[b, p] += 1
-            value_sum[b, p] += value
-            c = p
 
 
 # --------------------------------------------------------------- the search
@@ -443,36 +229,28 @@ def _masked_logits(logits: Tensor, legal: Tensor) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, parallel=True)
-def _gumbel_root_scores(children, visits, value_sum, raw_value, to_play, child_reward, solved,
-                        solved_value, logits, prior, gumbel, c_visit, c_scale, out_score,
-                        out_sigma_q):  # fmt: skip
-    """Per row: ``out_sigma_q = sigma(completed q)`` at the root and
-    ``out_score = max(g + logits - max logits + sigma(q), -1e9)`` (-inf where illegal)."""
-    A = children.shape[2]
-    for b in prange(children.shape[0]):
-        _completed_sigma_q(children, visits, value_sum, raw_value, to_play, child_reward, solved,
-                           solved_value, logits, prior, b, 0, c_visit, c_scale,
-                           out_sigma_q[b])  # fmt: skip
-        top = NEG_INF
-        for a in range(A):
-            top = max(top, logits[b, 0, a])
-        for a in range(A):
-            if logits[b, 0, a] == NEG_INF:
-                out_score[b, a] = NEG_INF
-            else:
-                score = gumbel[b, a] + logits[b, 0, a] - top + out_sigma_q[b, a]
-                out_score[b, a] = max(score, -1e9)
-
-
 def _gumbel_root(tree: Tree, gumbel: np.ndarray, config: MCTSConfig):
     """``(score [B, A], sigma_q [B, A])`` of the root edges, see ``_gumbel_root_scores``."""
     B, A = gumbel.shape
     score = np.empty((B, A), np.float32)
     sigma_q = np.empty((B, A), np.float32)
-    _gumbel_root_scores(tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.to_play,
-                        tree.child_reward, tree.solved, tree.solved_value, tree.logits, tree.prior,
-                        gumbel, config.c_visit, config.c_scale, score, sigma_q)  # fmt: skip
+    _gumbel_root_scores(
+        tree.children,
+        tree.visits,
+        tree.value_sum,
+        tree.raw_value,
+        tree.to_play,
+        tree.child_reward,
+        tree.solved,
+        tree.solved_value,
+        tree.logits,
+        tree.prior,
+        gumbel,
+        config.c_visit,
+        config.c_scale,
+        score,
+        sigma_q,
+    )
     return score, sigma_q
 
 
@@ -527,22 +305,61 @@ def search(
             score[tree.edge_visits(0) != level[:, None]] = NEG_INF
             root_action = score.argmax(axis=1).astype(np.int32)
         # 1. select: descend to an unexpanded edge (or a terminal / solved node)
-        _select(tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.to_play,
-                tree.terminal, tree.solved, tree.solved_value, tree.child_reward, tree.logits,
-                tree.prior, root_action, gumbel_mode, config.c_puct, config.c_visit,
-                config.c_scale, node, action)  # fmt: skip
+        _select(
+            tree.children,
+            tree.visits,
+            tree.value_sum,
+            tree.raw_value,
+            tree.to_play,
+            tree.terminal,
+            tree.solved,
+            tree.solved_value,
+            tree.child_reward,
+            tree.logits,
+            tree.prior,
+            root_action,
+            gumbel_mode,
+            config.c_puct,
+            config.c_visit,
+            config.c_scale,
+            node,
+            action,
+        )
         # 2. one batched model step and one evaluator call for the new children
         expand = action >= 0
         if expand.any():
             new = _evaluate_children(model, evaluator, tree, node, action, expand)
         else:  # every row ended at a terminal or solved node: only backups
-            new = (np.zeros(B, np.float32), np.zeros(B, np.bool_), np.zeros(B, np.int64),
-                   np.zeros((B, A), np.float32), np.zeros(B, np.float32), None)  # fmt: skip
+            new = (
+                np.zeros(B, np.float32),
+                np.zeros(B, np.bool_),
+                np.zeros(B, np.int64),
+                np.zeros((B, A), np.float32),
+                np.zeros(B, np.float32),
+                None,
+            )
         # 3. expand and back up
-        _expand_and_backup(tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.to_play,
-                           tree.terminal, tree.solved, tree.solved_value, tree.parent,
-                           tree.parent_action, tree.child_reward, tree.logits, tree.prior,
-                           tree.num_nodes, node, action, *new[:5], win_value, new_node)  # fmt: skip
+        _expand_and_backup(
+            tree.children,
+            tree.visits,
+            tree.value_sum,
+            tree.raw_value,
+            tree.to_play,
+            tree.terminal,
+            tree.solved,
+            tree.solved_value,
+            tree.parent,
+            tree.parent_action,
+            tree.child_reward,
+            tree.logits,
+            tree.prior,
+            tree.num_nodes,
+            node,
+            action,
+            *new[:5],
+            win_value,
+            new_node,
+        )
         if expand.any():
             grown = torch.from_numpy(expand)
             tree.states[rows[grown], torch.from_numpy(new_node[expand]).long()] = new[5][grown]
@@ -622,8 +439,9 @@ def _result(tree: Tree, gumbel: np.ndarray, config: MCTSConfig) -> SearchResult:
     # A solved root plays its best proven edge.
     best_proven = np.where(legal & proven, q_values, NEG_INF).argmax(axis=1)
     action = np.where(tree.solved[:, 0], best_proven, action).astype(np.int64)
-    root_value = np.where(tree.solved[:, 0], tree.solved_value[:, 0],
-                          tree.value_sum[:, 0] / tree.visits[:, 0])  # fmt: skip
+    root_value = np.where(
+        tree.solved[:, 0], tree.solved_value[:, 0], tree.value_sum[:, 0] / tree.visits[:, 0]
+    )
     return SearchResult(
         action=torch.from_numpy(action),
         policy=torch.from_numpy(policy),

@@ -150,9 +150,11 @@ def test_gumbel_policy_target_matches_hand_computation():
     logits = [0.5, 0.0, 1.0, -1.0]
     value = 0.2
     config = MCTSConfig(
-        num_simulations=2, root_policy=RootPolicy.GUMBEL, max_num_considered_actions=2,
+        num_simulations=2,
+        root_policy=RootPolicy.GUMBEL,
+        max_num_considered_actions=2,
         gumbel_scale=0.0,
-    )  # fmt: skip
+    )
     result = search(
         Bandit(rewards),
         FixedPrior(logits, value),
@@ -192,8 +194,13 @@ def test_bad_input():
     with pytest.raises(ValueError, match="terminal"):
         search(game, UniformEvaluator(game), done, MCTSConfig(), np.random.default_rng(0))
     with pytest.raises(ShapeError):
-        search(game, UniformEvaluator(game), torch.zeros(2, 3, dtype=torch.int64), MCTSConfig(),
-               np.random.default_rng(0))  # fmt: skip
+        search(
+            game,
+            UniformEvaluator(game),
+            torch.zeros(2, 3, dtype=torch.int64),
+            MCTSConfig(),
+            np.random.default_rng(0),
+        )
 
 
 def test_same_rng_same_search():

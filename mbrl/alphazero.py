@@ -1,0 +1,584 @@
+"""AlphaZero-style expert iteration (Silver et al. 2018; Gumbel root: Danihelka et al. 2022).
+
+The network is regressed to the search, and the search uses the network:
+
+    1. initialise the policy/value network f_theta and an empty replay buffer
+    2. repeat for each iteration:
+    3.   self-play: in B parallel games, for `moves_per_iteration` moves:
+    4.     run MCTS from every game's state with f_theta as evaluator (one
+           batched forward per simulation over all games)
+    5.     store (observation, search policy pi) and play the search's move
+           (sampled in the first `temperature_moves` plies under PUCT)
+    6.     when a game ends, label each stored position with the final outcome z
+           from the point of view of the player who was to move; start a new game
+    7.   train: `train_steps_per_iteration` minibatches from the replay buffer,
+           each example in a random board symmetry, minimising
+           (z - v)^2 - pi . log p   (+ weight decay)
+    8.   every `eval_every` iterations: play the reference opponents, log, checkpoint
+
+Everything a run needs lives in its folder ``runs/alphazero-<game>-<time>/``:
+``config.json``, ``progress.csv``, TensorBoard events and ``checkpoints/``
+(network, optimiser, replay buffer, games in progress, RNG states, counters),
+so a killed run resumes where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
+
+from mbrl import games
+from mbrl.arena import play_match
+from mbrl.games.players import make_player
+from mbrl.logger import Logger
+from mbrl.model import Evaluation, GameModel
+from mbrl.nets import PolicyValueNet
+from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+
+__all__ = [
+    "AlphaZero",
+    "AlphaZeroConfig",
+    "MCTSAgentPlayer",
+    "NetworkEvaluator",
+    "PolicyPlayer",
+    "load_agent",
+]
+
+# Network size by game (blocks, channels): enough for the game, cheap on a CPU.
+NET_SIZES = {"tic_tac_toe": (2, 32), "connect_four": (5, 64), "othello": (6, 64)}
+REFERENCE_OPPONENT = {"tic_tac_toe": "minimax", "connect_four": "mcts:200", "othello": "mcts:200"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlphaZeroConfig:
+    game: str = "tic_tac_toe"
+    """Game to learn: a native game or openspiel:<name> (see `mbrl games`)."""
+    seed: int = 0
+    """Seed of everything (network init, noise, self-play moves)."""
+    num_iterations: int = 30
+    """Self-play + training iterations; the run also stops at max_minutes."""
+    max_minutes: float | None = None
+    """Wall-clock budget in minutes (None: no limit)."""
+    num_parallel_games: int = 128
+    """Self-play games played at once (the search batch B); 64-1024."""
+    moves_per_iteration: int = 16
+    """Moves made in every parallel game per iteration."""
+    num_simulations: int = 32
+    """MCTS simulations per move; Gumbel learns with 16-64, PUCT wants 100+."""
+    root_policy: RootPolicy = RootPolicy.GUMBEL
+    """GUMBEL (Gumbel AlphaZero) or PUCT (AlphaZero with Dirichlet noise)."""
+    max_num_considered_actions: int = 16
+    """Gumbel: actions sampled at the root."""
+    dirichlet_alpha: float | None = None
+    """PUCT: root noise concentration (None: 10 / number of actions)."""
+    temperature_moves: int = 8
+    """PUCT: plies whose move is sampled from the visit counts (then the most visited)."""
+    replay_size: int = 100_000
+    """Positions kept in the replay buffer (oldest dropped first)."""
+    batch_size: int = 256
+    """Training minibatch size."""
+    train_steps_per_iteration: int = 64
+    """Gradient steps after each self-play phase."""
+    learning_rate: float = 2e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (AlphaZero's L2 term)."""
+    num_blocks: int | None = None
+    """Residual blocks (None: sized by the game)."""
+    channels: int | None = None
+    """Channels of the residual tower (None: sized by the game)."""
+    eval_every: int = 5
+    """Iterations between evaluations and checkpoints."""
+    eval_games: int = 40
+    """Games per evaluation opponent (half in each colour)."""
+    eval_simulations: int | None = None
+    """Simulations of the agent in evaluation games (None: num_simulations)."""
+    eval_opponents: tuple[str, ...] | None = None
+    """Player specs to evaluate against (None: random and the game's reference player)."""
+    run_dir: str = "runs"
+    """Folder under which the run folder is made."""
+    device: str = "cpu"
+    """Torch device of the network (cpu or cuda)."""
+
+    def __post_init__(self):
+        positive = [
+            "num_iterations",
+            "num_parallel_games",
+            "moves_per_iteration",
+            "num_simulations",
+            "max_num_considered_actions",
+            "replay_size",
+            "batch_size",
+            "train_steps_per_iteration",
+            "eval_every",
+            "eval_games",
+        ]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"AlphaZeroConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ["learning_rate"]:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"AlphaZeroConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"AlphaZeroConfig.max_minutes must be > 0, got {self.max_minutes}")
+        if self.eval_simulations is not None and self.eval_simulations < 1:
+            raise ValueError("AlphaZeroConfig.eval_simulations must be >= 1")
+        if self.temperature_moves < 0:
+            raise ValueError("AlphaZeroConfig.temperature_moves must be >= 0")
+        games.make(self.game)  # an unknown game fails here, with the list of games
+
+    def net_size(self) -> tuple[int, int]:
+        blocks, channels = NET_SIZES.get(self.game, (4, 64))
+        return self.num_blocks or blocks, self.channels or channels
+
+    def mcts(self, game: GameModel, evaluation: bool = False) -> MCTSConfig:
+        alpha = self.dirichlet_alpha or 10.0 / game.spec.num_actions
+        return MCTSConfig(
+            num_simulations=(self.eval_simulations or self.num_simulations)
+            if evaluation
+            else self.num_simulations,
+            root_policy=self.root_policy,
+            dirichlet_alpha=alpha,
+            dirichlet_fraction=0.0 if evaluation else 0.25,
+            gumbel_scale=0.0 if evaluation else 1.0,
+            max_num_considered_actions=self.max_num_considered_actions,
+        )
+
+
+class NetworkEvaluator:
+    """The network as an MCTS evaluator: one forward pass per call, no gradients."""
+
+    def __init__(self, game: GameModel, net: PolicyValueNet, device: str = "cpu"):
+        self.game, self.net, self.device = game, net, device
+
+    @torch.no_grad()
+    def evaluate(self, state: Tensor) -> Evaluation:
+        self.net.eval()
+        logits, value = self.net(self.game.observe(state).to(self.device))
+        return Evaluation(logits.float().cpu(), value.float().cpu())
+
+
+class MCTSAgentPlayer:
+    """The trained agent: MCTS with the network and no noise, as a player."""
+
+    def __init__(
+        self,
+        game: GameModel,
+        net: PolicyValueNet,
+        config: MCTSConfig,
+        seed: int = 0,
+        device: str = "cpu",
+        name: str | None = None,
+    ):
+        self.game, self.config = game, config
+        self.evaluator = NetworkEvaluator(game, net, device)
+        self.name = name or f"agent@{config.num_simulations}"
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, state: Tensor, histories: Sequence[Sequence[int]]) -> Tensor:
+        return search(self.game, self.evaluator, state, self.config, self._rng).action
+
+
+class PolicyPlayer:
+    """The raw policy network: the most likely legal move, no search."""
+
+    def __init__(self, game: GameModel, net: PolicyValueNet, device: str = "cpu"):
+        self.game = game
+        self.evaluator = NetworkEvaluator(game, net, device)
+        self.name = "policy-net"
+
+    def act(self, state: Tensor, histories: Sequence[Sequence[int]]) -> Tensor:
+        logits = self.evaluator.evaluate(state).logits
+        return logits.masked_fill(~self.game.legal_actions(state), -torch.inf).argmax(dim=1)
+
+
+class ReplayBuffer:
+    """A ring buffer of (observation, policy target, value target)."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_actions: int):
+        self.obs = np.zeros((capacity, *obs_shape), np.float32)
+        self.policy = np.zeros((capacity, num_actions), np.float32)
+        self.value = np.zeros(capacity, np.float32)
+        self.capacity, self.size, self.cursor = capacity, 0, 0
+
+    def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
+        for i in range(len(value)):  # a game's positions; wraps around the end
+            j = self.cursor
+            self.obs[j], self.policy[j], self.value[j] = obs[i], policy[i], value[i]
+            self.cursor = (j + 1) % self.capacity
+        self.size = min(self.capacity, self.size + len(value))
+
+    def sample(self, batch_size: int, rng: np.random.Generator):
+        idx = rng.integers(0, self.size, size=batch_size)
+        return self.obs[idx], self.policy[idx], self.value[idx]
+
+    def state_dict(self) -> dict:
+        n = self.size
+        return {
+            "obs": self.obs[:n].copy() if n < self.capacity else self.obs,
+            "policy": self.policy[:n],
+            "value": self.value[:n],
+            "cursor": self.cursor,
+            "size": n,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        n = state["size"]
+        self.obs[:n], self.policy[:n], self.value[:n] = (
+            state["obs"],
+            state["policy"],
+            state["value"],
+        )
+        self.size, self.cursor = n, state["cursor"]
+
+
+class SelfPlay:
+    """B games in progress and the positions each has recorded so far."""
+
+    def __init__(self, game: GameModel, num_games: int):
+        spec = game.spec
+        T = spec.max_episode_length
+        self.game = game
+        self.state = game.initial_state(num_games)
+        self.obs = np.zeros((num_games, T, *spec.obs_shape), np.float32)
+        self.policy = np.zeros((num_games, T, spec.num_actions), np.float32)
+        self.player = np.zeros((num_games, T), np.int64)
+        self.length = np.zeros(num_games, np.int64)
+
+    def state_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "obs": self.obs,
+            "policy": self.policy,
+            "player": self.player,
+            "length": self.length,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state["state"]
+        self.obs, self.policy = state["obs"], state["policy"]
+        self.player, self.length = state["player"], state["length"]
+
+
+def _make_net(config: AlphaZeroConfig, game: GameModel) -> PolicyValueNet:
+    blocks, channels = config.net_size()
+    return PolicyValueNet(game.spec.obs_shape, game.spec.num_actions, blocks, channels)
+
+
+class AlphaZero:
+    """Expert iteration on one game; ``learn()`` runs (or resumes) the loop."""
+
+    def __init__(
+        self, config: AlphaZeroConfig, run_dir: Path | None = None, console: Console | None = None
+    ):
+        self.config = config
+        self.console = console or Console(quiet=True)
+        self.game = games.make(config.game)
+        if self.game.spec.num_players != 2 or not self.game.spec.is_discrete:
+            raise ValueError(f"AlphaZero needs a two-player discrete game, not {config.game}")
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.net = _make_net(config, self.game).to(config.device)
+        self.optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.replay = ReplayBuffer(
+            config.replay_size, self.game.spec.obs_shape, self.game.spec.num_actions
+        )
+        self.selfplay = SelfPlay(self.game, config.num_parallel_games)
+        self.counters = {
+            "iteration": 0,
+            "games": 0,
+            "moves": 0,
+            "positions": 0,
+            "train_steps": 0,
+            "seconds": 0.0,
+        }
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = config.game.replace(":", "-").replace("(", "_").replace(")", "").replace(",", "_")
+        self.run_dir = run_dir or Path(config.run_dir) / f"alphazero-{name}-{stamp}"
+        self.logger: Logger | None = None
+        self.evaluator = NetworkEvaluator(self.game, self.net, config.device)
+
+    # ------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "latest.pt"
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write the full training state atomically (temp file, then rename)."""
+        path = Path(path or self.checkpoint_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": "mbrl.alphazero/1",
+            "config": _config_to_json(self.config),
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "replay": self.replay.state_dict(),
+            "selfplay": self.selfplay.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "counters": dict(self.counters),
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, console: Console | None = None) -> AlphaZero:
+        """Continue a run from its last checkpoint."""
+        run_dir = Path(run_dir)
+        payload = _load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+        agent = cls(_config_from_json(payload["config"]), run_dir=run_dir, console=console)
+        agent.net.load_state_dict(payload["net"])
+        agent.optimizer.load_state_dict(payload["optimizer"])
+        agent.replay.load_state_dict(payload["replay"])
+        agent.selfplay.load_state_dict(payload["selfplay"])
+        agent.rng.bit_generator.state = payload["rng"]
+        torch.set_rng_state(payload["torch_rng"])
+        agent.counters = payload["counters"]
+        return agent
+
+    # -------------------------------------------------------------- the loop
+    def learn(self) -> dict[str, float]:
+        """Run iterations until num_iterations or max_minutes; returns the last evaluation."""
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(_config_to_json(config), indent=2))
+        self.logger = Logger(self.run_dir, self.console)
+        self.logger.truncate_after(self.counters["moves"])
+        start_seconds = self.counters["seconds"]
+        started = time.perf_counter()
+        last_eval: dict[str, float] = {}
+        with Progress(
+            TextColumn("[bold]alphazero {task.fields[game]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} iterations"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(
+                "train",
+                total=config.num_iterations,
+                completed=self.counters["iteration"],
+                game=config.game,
+                status="",
+            )
+            while self.counters["iteration"] < config.num_iterations:
+                elapsed = start_seconds + time.perf_counter() - started
+                if config.max_minutes is not None and elapsed >= 60 * config.max_minutes:
+                    break
+                metrics = self.iteration()
+                self.counters["iteration"] += 1
+                self.counters["seconds"] = start_seconds + time.perf_counter() - started
+                metrics["charts/elapsed_minutes"] = self.counters["seconds"] / 60
+                done = self.counters["iteration"]
+                if done % config.eval_every == 0 or done == config.num_iterations:
+                    last_eval = self.evaluate()
+                    metrics.update(last_eval)
+                    self.save()
+                self.logger.log(self.counters["moves"], metrics, show=False)
+                status = "  ".join(
+                    f"{k.split('/')[-1]} {v:.3g}"
+                    for k, v in metrics.items()
+                    if k.startswith(("eval/", "losses/loss"))
+                )
+                progress.update(task, completed=done, status=status)
+        self.save()
+        self.logger.close()
+        return last_eval
+
+    def iteration(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        selfplay_metrics = self.play_moves(self.config.moves_per_iteration)
+        t1 = time.perf_counter()
+        losses = self.train(self.config.train_steps_per_iteration)
+        t2 = time.perf_counter()
+        moves = self.config.moves_per_iteration * self.config.num_parallel_games
+        return {
+            **selfplay_metrics,
+            **losses,
+            "charts/SPS": moves / (t1 - t0),
+            "charts/simulations_per_second": moves * self.config.num_simulations / (t1 - t0),
+            "charts/train_seconds": t2 - t1,
+            "charts/games": self.counters["games"],
+            "charts/replay_size": self.replay.size,
+        }
+
+    def play_moves(self, num_moves: int) -> dict[str, float]:
+        """Self-play (steps 3-6): every parallel game makes ``num_moves`` moves."""
+        game, sp, config = self.game, self.selfplay, self.config
+        mcts_config = config.mcts(game)
+        rows = np.arange(config.num_parallel_games)
+        outcomes, lengths = [], []
+        for _ in range(num_moves):
+            result = search(game, self.evaluator, sp.state, mcts_config, self.rng)  # step 4
+            t = sp.length
+            sp.obs[rows, t] = game.observe(sp.state).numpy()  # step 5
+            sp.policy[rows, t] = result.policy.numpy()
+            sp.player[rows, t] = game.to_play(sp.state).numpy()
+            sp.length += 1
+            action = result.action.numpy()
+            if config.root_policy is RootPolicy.PUCT:
+                sample = t < config.temperature_moves
+                if sample.any():
+                    p = result.policy.numpy()[sample].astype(np.float64)
+                    u = self.rng.random((p.shape[0], 1))
+                    action = action.copy()
+                    action[sample] = (p.cumsum(1) < u * p.sum(1, keepdims=True)).sum(1)
+            step = game.step(sp.state, torch.from_numpy(action.astype(np.int64)))
+            sp.state = step.state
+            self.counters["moves"] += len(rows)
+            finished = np.flatnonzero(step.terminal.numpy())
+            if len(finished):  # step 6
+                returns = game.returns(sp.state[finished]).numpy()
+                for i, row in enumerate(finished):
+                    n = sp.length[row]
+                    z = returns[i][sp.player[row, :n]]
+                    self.replay.add(sp.obs[row, :n], sp.policy[row, :n], z)
+                    self.counters["positions"] += int(n)
+                    outcomes.append(returns[i][0])
+                    lengths.append(n)
+                sp.state = sp.state.clone()
+                sp.state[finished] = game.initial_state(len(finished))
+                sp.length[finished] = 0
+                self.counters["games"] += len(finished)
+        metrics = {}
+        if outcomes:
+            metrics["charts/first_player_score"] = float(np.mean(np.array(outcomes) + 1) / 2)
+            metrics["charts/episode_length"] = float(np.mean(lengths))
+        return metrics
+
+    def train(self, num_steps: int) -> dict[str, float]:
+        """Step 7: minibatch SGD on (z - v)^2 - pi . log p, random symmetries."""
+        if self.replay.size < self.config.batch_size:
+            return {}
+        self.net.train()
+        device = self.config.device
+        totals = {"losses/policy_loss": 0.0, "losses/value_loss": 0.0, "losses/loss": 0.0}
+        for _ in range(num_steps):
+            obs, policy, value = self.replay.sample(self.config.batch_size, self.rng)
+            obs, policy = _random_symmetry(
+                self.game, torch.from_numpy(obs), torch.from_numpy(policy), self.rng
+            )
+            logits, v = self.net(obs.to(device))
+            policy_loss = -(policy.to(device) * F.log_softmax(logits, dim=1)).sum(1).mean()
+            value_loss = F.mse_loss(v, torch.from_numpy(value).to(device))
+            loss = policy_loss + value_loss
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            totals["losses/policy_loss"] += policy_loss.item() / num_steps
+            totals["losses/value_loss"] += value_loss.item() / num_steps
+            totals["losses/loss"] += loss.item() / num_steps
+        self.counters["train_steps"] += num_steps
+        return totals
+
+    def evaluate(self) -> dict[str, float]:
+        """Step 8: the agent (search, no noise) and its raw policy against reference players."""
+        game, config = self.game, self.config
+        agent = MCTSAgentPlayer(
+            game,
+            self.net,
+            config.mcts(game, evaluation=True),
+            seed=config.seed + 1,
+            device=config.device,
+        )
+        opponents = config.eval_opponents or (
+            "random",
+            REFERENCE_OPPONENT.get(config.game, "mcts:200"),
+        )
+        metrics = {}
+        for spec in opponents:
+            opponent = make_player(spec, game, seed=config.seed + self.counters["iteration"])
+            result = play_match(game, agent, opponent, config.eval_games)
+            key = spec.replace(":", "")
+            metrics[f"eval/win_rate_vs_{key}"] = result.wins / result.num_games
+            metrics[f"eval/loss_rate_vs_{key}"] = result.losses / result.num_games
+            metrics[f"eval/score_vs_{key}"] = result.score
+        policy = play_match(
+            game,
+            PolicyPlayer(game, self.net, config.device),
+            make_player("random", game, seed=config.seed),
+            config.eval_games,
+        )
+        metrics["eval/policy_score_vs_random"] = policy.score
+        return metrics
+
+
+def _random_symmetry(game, obs: Tensor, policy: Tensor, rng: np.random.Generator):
+    if not hasattr(game, "symmetries") or getattr(game, "num_symmetries", 1) == 1:
+        return obs, policy
+    all_obs, all_policy = game.symmetries(obs, policy)
+    pick = torch.from_numpy(rng.integers(0, all_obs.shape[0], size=obs.shape[0]))
+    rows = torch.arange(obs.shape[0])
+    return all_obs[pick, rows], all_policy[pick, rows]
+
+
+def _config_to_json(config: AlphaZeroConfig) -> dict:
+    out = dataclasses.asdict(config)
+    out["root_policy"] = config.root_policy.value
+    return out
+
+
+def _config_from_json(data: dict) -> AlphaZeroConfig:
+    data = dict(data)
+    data["root_policy"] = RootPolicy(data["root_policy"])
+    if data.get("eval_opponents") is not None:
+        data["eval_opponents"] = tuple(data["eval_opponents"])
+    return AlphaZeroConfig(**data)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != "mbrl.alphazero/1":
+        raise ValueError(f"{path} is not an mbrl AlphaZero checkpoint")
+    return payload
+
+
+def load_agent(
+    path: str | Path,
+    game: GameModel | None = None,
+    num_simulations: int | None = None,
+    device: str = "cpu",
+) -> MCTSAgentPlayer:
+    """The agent of a run folder or checkpoint file, as a player.
+
+    Raises ValueError if the checkpoint was trained on another game than ``game``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "latest.pt"
+    payload = _load_checkpoint(path)
+    config = _config_from_json(payload["config"])
+    if game is not None and game.spec.name != config.game:
+        raise ValueError(f"checkpoint {path} is for {config.game}, not {game.spec.name}")
+    game = game or games.make(config.game)
+    net = _make_net(config, game).to(device)
+    net.load_state_dict(payload["net"])
+    if num_simulations is not None:
+        config = dataclasses.replace(config, eval_simulations=num_simulations)
+    mcts_config = config.mcts(game, evaluation=True)
+    return MCTSAgentPlayer(
+        game, net, mcts_config, device=device, name=f"agent@{mcts_config.num_simulations}"
+    )

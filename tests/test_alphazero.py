@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+
+from mbrl import games
+from mbrl.alphazero import AlphaZero, AlphaZeroConfig, load_agent
+from mbrl.arena import play_match
+from mbrl.games import minimax
+from mbrl.games.players import make_player
+from mbrl.model import UnknownNameError
+from mbrl.planners.mcts import RootPolicy
+
+TINY = dict(
+    game="tic_tac_toe",
+    num_parallel_games=8,
+    moves_per_iteration=5,
+    num_simulations=8,
+    batch_size=16,
+    train_steps_per_iteration=2,
+    num_blocks=1,
+    channels=8,
+    replay_size=500,
+    eval_games=4,
+    eval_simulations=4,
+    eval_opponents=("random",),
+)
+
+
+def split_games(obs: np.ndarray) -> list[np.ndarray]:
+    """Indices of each game's positions in replay order (a game starts on an empty board)."""
+    starts = np.flatnonzero(obs[:, :2].sum(axis=(1, 2, 3)) == 0)
+    return [np.arange(a, b) for a, b in zip(starts, [*starts[1:], len(obs)])]
+
+
+@pytest.mark.parametrize("policy", list(RootPolicy))
+def test_value_targets_have_the_right_sign(tmp_path, policy):
+    agent = AlphaZero(AlphaZeroConfig(**TINY, root_policy=policy, run_dir=str(tmp_path)))
+    agent.play_moves(9)  # tic-tac-toe games last at most 9 moves: all finish
+    n = agent.replay.size
+    obs, value = agent.replay.obs[:n], agent.replay.value[:n]
+    game_rows = split_games(obs)
+    assert len(game_rows) == 8
+    for rows in game_rows:
+        z = value[rows]
+        # Players alternate, so targets alternate in sign; the last mover never loses.
+        np.testing.assert_array_equal(z[:-1], -z[1:])
+        assert z[-1] >= 0
+        # Rebuild the last position: a won game's final mover had a win in one.
+        last = obs[rows[-1]]
+        mover = int(last[2, 0, 0])
+        mine, theirs = last[0].reshape(-1), last[1].reshape(-1)
+        bits = [sum(1 << i for i in range(9) if plane[i]) for plane in (mine, theirs)]
+        x_bits, o_bits = (bits[0], bits[1]) if mover == 0 else (bits[1], bits[0])
+        row = np.array([x_bits, o_bits, mover, 0, 0])
+        if z[-1] == 1:
+            assert max(minimax.move_scores(row).values()) > 0
+    # The policy targets are distributions over legal moves.
+    policy_targets = agent.replay.policy[:n]
+    np.testing.assert_allclose(policy_targets.sum(1), 1, atol=1e-5)
+    occupied = (obs[:, 0] + obs[:, 1]).reshape(n, 9) > 0
+    assert (policy_targets[occupied] == 0).all()
+
+
+def test_resume_after_kill_continues_exactly(tmp_path):
+    config = AlphaZeroConfig(**TINY, run_dir=str(tmp_path / "a"))
+    straight = AlphaZero(config)
+    for _ in range(3):
+        straight.iteration()
+
+    killed = AlphaZero(config, run_dir=tmp_path / "b")
+    for _ in range(2):
+        killed.iteration()
+    killed.counters["iteration"] = 2
+    killed.save()
+    saved_counters = dict(killed.counters)
+    saved_replay = killed.replay.obs[: killed.replay.size].copy()
+    del killed  # the process dies here
+
+    resumed = AlphaZero.resume(tmp_path / "b")
+    assert resumed.counters == saved_counters
+    np.testing.assert_array_equal(resumed.replay.obs[: resumed.replay.size], saved_replay)
+    resumed.iteration()
+    assert resumed.counters["moves"] == straight.counters["moves"]
+    assert resumed.counters["games"] == straight.counters["games"]
+    np.testing.assert_array_equal(resumed.replay.value, straight.replay.value)
+    for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_learn_writes_a_run_folder_and_resumes(tmp_path):
+    config = AlphaZeroConfig(**TINY, num_iterations=2, eval_every=1, run_dir=str(tmp_path))
+    agent = AlphaZero(config)
+    result = agent.learn()
+    assert "eval/win_rate_vs_random" in result
+    run = agent.run_dir
+    assert (run / "config.json").exists() and (run / "checkpoints" / "latest.pt").exists()
+    assert len((run / "progress.csv").read_text().strip().splitlines()) == 3  # header + 2 rows
+    assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
+    resumed = AlphaZero.resume(run)
+    assert resumed.counters["iteration"] == 2
+    player = load_agent(run, games.make("tic_tac_toe"))
+    assert player.act(games.make("tic_tac_toe").initial_state(2), [[], []]).shape == (2,)
+
+
+def test_bad_configs_and_checkpoints(tmp_path):
+    with pytest.raises(ValueError, match="num_simulations"):
+        AlphaZeroConfig(num_simulations=0)
+    with pytest.raises(UnknownNameError, match="unknown game"):
+        AlphaZeroConfig(game="chequers")
+    agent = AlphaZero(AlphaZeroConfig(**TINY, run_dir=str(tmp_path)))
+    agent.save()
+    with pytest.raises(ValueError, match="is for tic_tac_toe, not connect_four"):
+        load_agent(agent.run_dir, games.make("connect_four"))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_agent(corrupt)
+    with pytest.raises(FileNotFoundError):
+        AlphaZero.resume(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
+    config = AlphaZeroConfig(
+        game="tic_tac_toe", num_iterations=40, eval_every=40, eval_games=10, run_dir=str(tmp_path)
+    )
+    agent = AlphaZero(config)
+    agent.learn()
+    game = games.make("tic_tac_toe")
+    player = load_agent(agent.run_dir, game)
+    result = play_match(game, player, make_player("random", game, seed=3), 100)
+    assert result.losses == 0 and result.wins >= 80
