@@ -72,18 +72,18 @@ class EvalCommand:
 
 @dataclass(frozen=True, kw_only=True)
 class DemoCommand:
-    """The library's main job at this stage: a solver against MCTS, rendered move by move."""
+    """The main job: train an AlphaZero agent from scratch, evaluate it, and show it play."""
 
-    game: str = "connect_four"
-    """Game to show."""
-    x: str = "mcts:400"
-    """First player (see `mbrl play --help`)."""
-    o: str = "solver"
-    """Second player."""
-    num_games: int = 2
-    """Games to show; the players swap colours every game."""
+    game: str = "tic_tac_toe"
+    """Game to learn (tic_tac_toe trains in minutes on a laptop CPU)."""
+    minutes: float = 3.0
+    """Training budget in minutes."""
+    eval_games: int = 100
+    """Games against each reference player (half in each colour)."""
     seed: int = 0
-    """Seed of the computer players."""
+    """Seed of the run."""
+    run_dir: str = "runs"
+    """Folder for the run folder."""
 
 
 def run_games() -> None:
@@ -149,11 +149,40 @@ def run_play(cmd: PlayCommand) -> None:
 
 
 def run_demo(cmd: DemoCommand) -> None:
+    from mbrl.alphazero import AlphaZero, AlphaZeroConfig, load_agent
+    from mbrl.arena import round_robin
+
     console.print(
-        f"[bold]mbrl demo[/bold]: {cmd.x} against {cmd.o} at {cmd.game}, {cmd.num_games} games, "
-        "colours swapped each game"
+        f"[bold]mbrl demo[/bold]: AlphaZero (Gumbel root, batched MCTS) learns {cmd.game} "
+        f"from scratch for {cmd.minutes:g} minutes, then plays the reference players"
     )
-    _play(cmd.game, cmd.x, cmd.o, cmd.num_games, cmd.seed)
+    config = AlphaZeroConfig(
+        game=cmd.game,
+        seed=cmd.seed,
+        num_iterations=10_000,
+        max_minutes=cmd.minutes,
+        eval_every=10,
+        eval_games=20,
+        run_dir=cmd.run_dir,
+    )
+    trainer = AlphaZero(config, console=console)
+    console.print(f"run folder: {trainer.run_dir}")
+    trainer.learn()
+    game = games.make(cmd.game)
+    agent = load_agent(trainer.run_dir, game)
+    reference = "solver" if cmd.game in {"tic_tac_toe", "connect_four"} else "mcts:200"
+    players = [agent, make_player(reference, game, cmd.seed), make_player("random", game, cmd.seed)]
+    console.rule("evaluation")
+    console.print(round_robin(game, players, cmd.eval_games, console=console).render())
+    console.rule(f"one game: {agent.name} (x) against {players[1].name} (o)")
+    records = play_games(game, agent, players[1], 1)
+    state = game.initial_state(1)
+    for action in records.histories[0]:
+        state = game.step(state, torch.tensor([action])).state
+    console.print(game.render(state))
+    console.print(
+        f"play it yourself: .venv/bin/mbrl play {cmd.game} --x human --o agent:{trainer.run_dir}"
+    )
 
 
 def run_eval(cmd: EvalCommand) -> None:
