@@ -366,17 +366,22 @@ class AlphaZero:
         with Progress(
             TextColumn("[bold]alphazero {task.fields[game]}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} iterations"),
+            TextColumn("{task.fields[iterations]}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[status]}"),
             console=self.console,
             transient=False,
         ) as progress:
+            # The bar follows whichever limit ends the run first.
+            by_time = config.max_minutes is not None and (
+                60 * config.max_minutes < config.num_iterations
+            )
             task = progress.add_task(
                 "train",
-                total=config.num_iterations,
-                completed=self.counters["iteration"],
+                total=60 * config.max_minutes if by_time else config.num_iterations,
+                completed=self.counters["seconds"] if by_time else self.counters["iteration"],
                 game=config.game,
+                iterations=f"iteration {self.counters['iteration']}",
                 status="",
             )
             while self.counters["iteration"] < config.num_iterations:
@@ -398,7 +403,12 @@ class AlphaZero:
                     for k, v in metrics.items()
                     if k.startswith(("eval/", "losses/loss"))
                 )
-                progress.update(task, completed=done, status=status)
+                progress.update(
+                    task,
+                    completed=self.counters["seconds"] if by_time else done,
+                    iterations=f"iteration {done}",
+                    status=status,
+                )
         self.save()
         self.logger.close()
         return last_eval
