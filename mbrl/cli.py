@@ -62,12 +62,19 @@ class EvalCommand:
     """Games per pair (half in each colour)."""
     seed: int = 0
     """Seed of the computer players."""
+    mistakes: int = 0
+    """Connect four only: also measure each player's mistake rate against the solver
+    (bitbully) on this many seeded positions; with one player, only this is done."""
 
     def __post_init__(self):
-        if len(self.players) < 2:
-            raise ValueError("--players needs at least two players")
+        if len(self.players) < (1 if self.mistakes else 2):
+            raise ValueError("--players needs at least two players (one with --mistakes)")
         if self.num_games < 1:
             raise ValueError(f"--num-games must be >= 1, got {self.num_games}")
+        if self.mistakes < 0:
+            raise ValueError(f"--mistakes must be >= 0, got {self.mistakes}")
+        if self.mistakes and self.game.removeprefix("openspiel:") != "connect_four":
+            raise ValueError(f"--mistakes is for connect_four, not {self.game}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,8 +197,15 @@ def run_eval(cmd: EvalCommand) -> None:
 
     game = games.make(cmd.game)
     players = [build_player(spec, game, cmd.seed + i) for i, spec in enumerate(cmd.players)]
-    table = round_robin(game, players, cmd.num_games, console=console)
-    console.print(table.render())
+    if len(players) > 1:
+        table = round_robin(game, players, cmd.num_games, console=console)
+        console.print(table.render())
+    if cmd.mistakes:
+        from mbrl.mistakes import mistake_rate, mistakes_table, solver_positions
+
+        positions = solver_positions(cmd.mistakes, seed=cmd.seed)
+        reports = [mistake_rate(player, positions, game) for player in players]
+        console.print(mistakes_table(cmd.players, reports))
 
 
 def run_train(args: list[str]) -> None:
