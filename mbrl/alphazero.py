@@ -28,8 +28,8 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -43,18 +43,35 @@ from mbrl import games
 from mbrl.arena import play_match
 from mbrl.games.players import make_player
 from mbrl.logger import Logger
-from mbrl.model import Evaluation, GameModel
+from mbrl.model import GameModel
 from mbrl.nets import PolicyValueNet
-from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.planners.mcts import MCTSConfig, RootPolicy
+from mbrl.selfplay import (
+    FinishedGames,
+    MCTSAgentPlayer,
+    NetworkEvaluator,
+    PolicyPlayer,
+    ReplayBuffer,
+    SelfPlayWorker,
+)
 
 __all__ = [
     "AlphaZero",
     "AlphaZeroConfig",
+    "Backend",
     "MCTSAgentPlayer",
     "NetworkEvaluator",
     "PolicyPlayer",
     "load_agent",
 ]
+
+
+class Backend(Enum):
+    LOCAL = "local"
+    """Self-play and training in this process."""
+    RAY = "ray"
+    """Self-play in Ray actors (``pip install 'mbrl[ray]'``), weights broadcast each iteration."""
+
 
 # Network size by game (blocks, channels): enough for the game, cheap on a CPU.
 NET_SIZES = {"tic_tac_toe": (2, 32), "connect_four": (5, 64), "othello": (6, 64)}
@@ -111,6 +128,12 @@ class AlphaZeroConfig:
     """Folder under which the run folder is made."""
     device: str = "cpu"
     """Torch device of the network (cpu or cuda)."""
+    backend: Backend = Backend.LOCAL
+    """LOCAL (one process) or RAY (self-play actors feeding this learner)."""
+    num_actors: int = 2
+    """Ray: self-play actors; the parallel games are split between them."""
+    ray_address: str | None = None
+    """Ray: address of a running cluster (None: start a local Ray instance)."""
 
     def __post_init__(self):
         positive = [
@@ -135,6 +158,11 @@ class AlphaZeroConfig:
             raise ValueError(f"AlphaZeroConfig.max_minutes must be > 0, got {self.max_minutes}")
         if self.eval_simulations is not None and self.eval_simulations < 1:
             raise ValueError("AlphaZeroConfig.eval_simulations must be >= 1")
+        if self.backend is Backend.RAY and not 1 <= self.num_actors <= self.num_parallel_games:
+            raise ValueError(
+                "AlphaZeroConfig.num_actors must be in [1, num_parallel_games], "
+                f"got {self.num_actors}"
+            )
         if self.temperature_moves < 0:
             raise ValueError("AlphaZeroConfig.temperature_moves must be >= 0")
         games.make(self.game)  # an unknown game fails here, with the list of games
@@ -157,124 +185,48 @@ class AlphaZeroConfig:
         )
 
 
-class NetworkEvaluator:
-    """The network as an MCTS evaluator: one forward pass per call, no gradients."""
-
-    def __init__(self, game: GameModel, net: PolicyValueNet, device: str = "cpu"):
-        self.game, self.net, self.device = game, net, device
-
-    @torch.no_grad()
-    def evaluate(self, state: Tensor) -> Evaluation:
-        self.net.eval()
-        logits, value = self.net(self.game.observe(state).to(self.device))
-        return Evaluation(logits.float().cpu(), value.float().cpu())
-
-
-class MCTSAgentPlayer:
-    """The trained agent: MCTS with the network and no noise, as a player."""
-
-    def __init__(
-        self,
-        game: GameModel,
-        net: PolicyValueNet,
-        config: MCTSConfig,
-        seed: int = 0,
-        device: str = "cpu",
-        name: str | None = None,
-    ):
-        self.game, self.config = game, config
-        self.evaluator = NetworkEvaluator(game, net, device)
-        self.name = name or f"agent@{config.num_simulations}"
-        self._rng = np.random.default_rng(seed)
-
-    def act(self, state: Tensor, histories: Sequence[Sequence[int]]) -> Tensor:
-        return search(self.game, self.evaluator, state, self.config, self._rng).action
-
-
-class PolicyPlayer:
-    """The raw policy network: the most likely legal move, no search."""
-
-    def __init__(self, game: GameModel, net: PolicyValueNet, device: str = "cpu"):
-        self.game = game
-        self.evaluator = NetworkEvaluator(game, net, device)
-        self.name = "policy-net"
-
-    def act(self, state: Tensor, histories: Sequence[Sequence[int]]) -> Tensor:
-        logits = self.evaluator.evaluate(state).logits
-        return logits.masked_fill(~self.game.legal_actions(state), -torch.inf).argmax(dim=1)
-
-
-class ReplayBuffer:
-    """A ring buffer of (observation, policy target, value target)."""
-
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_actions: int):
-        self.obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.policy = np.zeros((capacity, num_actions), np.float32)
-        self.value = np.zeros(capacity, np.float32)
-        self.capacity, self.size, self.cursor = capacity, 0, 0
-
-    def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
-        for i in range(len(value)):  # a game's positions; wraps around the end
-            j = self.cursor
-            self.obs[j], self.policy[j], self.value[j] = obs[i], policy[i], value[i]
-            self.cursor = (j + 1) % self.capacity
-        self.size = min(self.capacity, self.size + len(value))
-
-    def sample(self, batch_size: int, rng: np.random.Generator):
-        idx = rng.integers(0, self.size, size=batch_size)
-        return self.obs[idx], self.policy[idx], self.value[idx]
-
-    def state_dict(self) -> dict:
-        n = self.size
-        return {
-            "obs": self.obs[:n].copy() if n < self.capacity else self.obs,
-            "policy": self.policy[:n],
-            "value": self.value[:n],
-            "cursor": self.cursor,
-            "size": n,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        n = state["size"]
-        self.obs[:n], self.policy[:n], self.value[:n] = (
-            state["obs"],
-            state["policy"],
-            state["value"],
-        )
-        self.size, self.cursor = n, state["cursor"]
-
-
-class SelfPlay:
-    """B games in progress and the positions each has recorded so far."""
-
-    def __init__(self, game: GameModel, num_games: int):
-        spec = game.spec
-        T = spec.max_episode_length
-        self.game = game
-        self.state = game.initial_state(num_games)
-        self.obs = np.zeros((num_games, T, *spec.obs_shape), np.float32)
-        self.policy = np.zeros((num_games, T, spec.num_actions), np.float32)
-        self.player = np.zeros((num_games, T), np.int64)
-        self.length = np.zeros(num_games, np.int64)
-
-    def state_dict(self) -> dict:
-        return {
-            "state": self.state,
-            "obs": self.obs,
-            "policy": self.policy,
-            "player": self.player,
-            "length": self.length,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.state = state["state"]
-        self.obs, self.policy = state["obs"], state["policy"]
-        self.player, self.length = state["player"], state["length"]
+def _net_args(config: AlphaZeroConfig, game: GameModel) -> tuple:
+    blocks, channels = config.net_size()
+    return (game.spec.obs_shape, game.spec.num_actions, blocks, channels)
 
 
 def _make_net(config: AlphaZeroConfig, game: GameModel) -> PolicyValueNet:
-    blocks, channels = config.net_size()
-    return PolicyValueNet(game.spec.obs_shape, game.spec.num_actions, blocks, channels)
+    return PolicyValueNet(*_net_args(config, game))
+
+
+class LocalWorkers:
+    """The LOCAL backend: one in-process worker sharing the learner's network."""
+
+    def __init__(self, config: AlphaZeroConfig, game: GameModel, net: PolicyValueNet):
+        self.worker = SelfPlayWorker(
+            config.game,
+            config.mcts(game),
+            config.temperature_moves,
+            config.num_parallel_games,
+            seed=config.seed + 1,
+            net=net,
+            device=config.device,
+        )
+
+    def play(self, num_moves: int, net: PolicyValueNet) -> FinishedGames:
+        return self.worker.play(num_moves)
+
+    def state_dict(self) -> dict:
+        return self.worker.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.worker.load_state_dict(state)
+
+    def close(self) -> None:
+        pass
+
+
+def _make_workers(config: AlphaZeroConfig, game: GameModel, net: PolicyValueNet):
+    if config.backend is Backend.RAY:
+        from mbrl.distributed import RayWorkers
+
+        return RayWorkers(config, game, _net_args(config, game))
+    return LocalWorkers(config, game, net)
 
 
 class AlphaZero:
@@ -297,7 +249,7 @@ class AlphaZero:
         self.replay = ReplayBuffer(
             config.replay_size, self.game.spec.obs_shape, self.game.spec.num_actions
         )
-        self.selfplay = SelfPlay(self.game, config.num_parallel_games)
+        self.workers = _make_workers(config, self.game, self.net)
         self.counters = {
             "iteration": 0,
             "games": 0,
@@ -327,7 +279,7 @@ class AlphaZero:
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "replay": self.replay.state_dict(),
-            "selfplay": self.selfplay.state_dict(),
+            "selfplay": self.workers.state_dict(),
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "counters": dict(self.counters),
@@ -346,7 +298,7 @@ class AlphaZero:
         agent.net.load_state_dict(payload["net"])
         agent.optimizer.load_state_dict(payload["optimizer"])
         agent.replay.load_state_dict(payload["replay"])
-        agent.selfplay.load_state_dict(payload["selfplay"])
+        agent.workers.load_state_dict(payload["selfplay"])
         agent.rng.bit_generator.state = payload["rng"]
         torch.set_rng_state(payload["torch_rng"])
         agent.counters = payload["counters"]
@@ -411,6 +363,7 @@ class AlphaZero:
                 )
         self.save()
         self.logger.close()
+        self.workers.close()
         return last_eval
 
     def iteration(self) -> dict[str, float]:
@@ -432,46 +385,16 @@ class AlphaZero:
 
     def play_moves(self, num_moves: int) -> dict[str, float]:
         """Self-play (steps 3-6): every parallel game makes ``num_moves`` moves."""
-        game, sp, config = self.game, self.selfplay, self.config
-        mcts_config = config.mcts(game)
-        rows = np.arange(config.num_parallel_games)
-        outcomes, lengths = [], []
-        for _ in range(num_moves):
-            result = search(game, self.evaluator, sp.state, mcts_config, self.rng)  # step 4
-            t = sp.length
-            sp.obs[rows, t] = game.observe(sp.state).numpy()  # step 5
-            sp.policy[rows, t] = result.policy.numpy()
-            sp.player[rows, t] = game.to_play(sp.state).numpy()
-            sp.length += 1
-            action = result.action.numpy()
-            if config.root_policy is RootPolicy.PUCT:
-                sample = t < config.temperature_moves
-                if sample.any():
-                    p = result.policy.numpy()[sample].astype(np.float64)
-                    u = self.rng.random((p.shape[0], 1))
-                    action = action.copy()
-                    action[sample] = (p.cumsum(1) < u * p.sum(1, keepdims=True)).sum(1)
-            step = game.step(sp.state, torch.from_numpy(action.astype(np.int64)))
-            sp.state = step.state
-            self.counters["moves"] += len(rows)
-            finished = np.flatnonzero(step.terminal.numpy())
-            if len(finished):  # step 6
-                returns = game.returns(sp.state[finished]).numpy()
-                for i, row in enumerate(finished):
-                    n = sp.length[row]
-                    z = returns[i][sp.player[row, :n]]
-                    self.replay.add(sp.obs[row, :n], sp.policy[row, :n], z)
-                    self.counters["positions"] += int(n)
-                    outcomes.append(returns[i][0])
-                    lengths.append(n)
-                sp.state = sp.state.clone()
-                sp.state[finished] = game.initial_state(len(finished))
-                sp.length[finished] = 0
-                self.counters["games"] += len(finished)
+        finished: FinishedGames = self.workers.play(num_moves, self.net)
+        self.replay.add(finished.obs, finished.policy, finished.value)
+        self.counters["moves"] += finished.num_moves
+        self.counters["positions"] += len(finished.value)
+        self.counters["games"] += len(finished.game_lengths)
         metrics = {}
-        if outcomes:
-            metrics["charts/first_player_score"] = float(np.mean(np.array(outcomes) + 1) / 2)
-            metrics["charts/episode_length"] = float(np.mean(lengths))
+        if finished.game_lengths:
+            returns = np.array(finished.first_player_returns)
+            metrics["charts/first_player_score"] = float(np.mean(returns + 1) / 2)
+            metrics["charts/episode_length"] = float(np.mean(finished.game_lengths))
         return metrics
 
     def train(self, num_steps: int) -> dict[str, float]:
@@ -543,12 +466,14 @@ def _random_symmetry(game, obs: Tensor, policy: Tensor, rng: np.random.Generator
 def _config_to_json(config: AlphaZeroConfig) -> dict:
     out = dataclasses.asdict(config)
     out["root_policy"] = config.root_policy.value
+    out["backend"] = config.backend.value
     return out
 
 
 def _config_from_json(data: dict) -> AlphaZeroConfig:
     data = dict(data)
     data["root_policy"] = RootPolicy(data["root_policy"])
+    data["backend"] = Backend(data.get("backend", "local"))
     if data.get("eval_opponents") is not None:
         data["eval_opponents"] = tuple(data["eval_opponents"])
     return AlphaZeroConfig(**data)

@@ -19,5 +19,5 @@ fi
 # The CPU build of PyTorch, installed on its own so that the range in
 # pyproject.toml is already satisfied (a bare 'torch' would pull a CUDA build).
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[solver,dev]"
+.venv/bin/python -m pip install --quiet -e ".[solver,dev,ray]"
 echo "mbrl installed in .venv ($(.venv/bin/python --version))"
