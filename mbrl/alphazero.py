@@ -74,7 +74,7 @@ class Backend(Enum):
 
 
 # Network size by game (blocks, channels): enough for the game, cheap on a CPU.
-NET_SIZES = {"tic_tac_toe": (2, 32), "connect_four": (5, 64), "othello": (6, 64)}
+NET_SIZES = {"tic_tac_toe": (2, 32), "connect_four": (4, 48), "othello": (6, 64)}
 REFERENCE_OPPONENT = {"tic_tac_toe": "minimax", "connect_four": "mcts:200", "othello": "mcts:200"}
 
 
@@ -284,9 +284,10 @@ class AlphaZero:
             "torch_rng": torch.get_rng_state(),
             "counters": dict(self.counters),
         }
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        _atomic_save(payload, path)
+        # The agent alone (network and config, no training state): small enough to share.
+        agent = {k: payload[k] for k in ("format", "config", "net", "counters")}
+        _atomic_save(agent, path.parent / "agent.pt")
         return path
 
     @classmethod
@@ -479,6 +480,12 @@ def _config_from_json(data: dict) -> AlphaZeroConfig:
     return AlphaZeroConfig(**data)
 
 
+def _atomic_save(payload: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
 def _load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -503,7 +510,7 @@ def load_agent(
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "latest.pt"
+        path = path / "checkpoints" / "agent.pt"
     payload = _load_checkpoint(path)
     config = _config_from_json(payload["config"])
     if game is not None and game.spec.name != config.game:
