@@ -498,6 +498,29 @@ def _load_checkpoint(path: Path) -> dict:
     return payload
 
 
+SHIPPED_AGENTS = Path(__file__).parent / "agents"
+
+
+def shipped_agents() -> list[str]:
+    """Names of the agents that come with the package (``agent:<name>``)."""
+    return sorted(p.stem for p in SHIPPED_AGENTS.glob("*.pt"))
+
+
+def resolve_agent_path(path: str | Path) -> Path:
+    """A checkpoint file from a run folder, a checkpoint path, or a shipped agent's name."""
+    path = Path(path)
+    if path.is_dir():
+        return path / "checkpoints" / "agent.pt"
+    if not path.exists() and (SHIPPED_AGENTS / f"{path}.pt").exists():
+        return SHIPPED_AGENTS / f"{path}.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no agent at {path}: give a run folder, a checkpoint file, or one of the shipped "
+            f"agents: {', '.join(shipped_agents()) or 'none'}"
+        )
+    return path
+
+
 def load_agent(
     path: str | Path,
     game: GameModel | None = None,
@@ -508,9 +531,7 @@ def load_agent(
 
     Raises ValueError if the checkpoint was trained on another game than ``game``.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "agent.pt"
+    path = resolve_agent_path(path)
     payload = _load_checkpoint(path)
     config = _config_from_json(payload["config"])
     if game is not None and game.spec.name != config.game:

@@ -117,6 +117,8 @@ def test_bad_configs_and_checkpoints(tmp_path):
         load_agent(corrupt)
     with pytest.raises(FileNotFoundError):
         AlphaZero.resume(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="shipped agents"):
+        load_agent(tmp_path / "no_such_agent.pt")
 
 
 @pytest.mark.slow
