@@ -210,27 +210,52 @@ def run_eval(cmd: EvalCommand) -> None:
 
 def run_train(args: list[str]) -> None:
     """``mbrl train <algorithm> [--resume RUN] [config flags]``."""
-    algorithms = {"alphazero"}
+    from mbrl.registry import agent_class, available_agents
+
+    algorithms = ["alphazero", *available_agents()]
     if not args or args[0] in {"-h", "--help"}:
-        console.print(f"usage: mbrl train {{{','.join(sorted(algorithms))}}} [--help] [flags]")
+        console.print(f"usage: mbrl train {{{','.join(algorithms)}}} [--help] [flags]")
         return
     algorithm, rest = args[0], args[1:]
+    if algorithm == "alphazero":
+        _train_alphazero(rest)
+        return
     if algorithm not in algorithms:
         raise UnknownNameError(
-            f"unknown algorithm {algorithm!r}; available: {', '.join(sorted(algorithms))}",
+            f"unknown algorithm {algorithm!r}; available: {', '.join(algorithms)}",
             name=algorithm,
-            known=sorted(algorithms),
+            known=algorithms,
         )
+    cls = agent_class(algorithm)
+    if "--resume" in rest:
+        agent = cls.resume(_resume_path(rest), console=console)
+        console.print(f"resuming {agent.run_dir}")
+        total_steps = agent.config.total_steps
+    else:
+        config = tyro.cli(cls.Config, args=rest, prog=f"mbrl train {algorithm}")
+        agent = cls(config.env, config, console=console)
+        total_steps = config.total_steps
+    result = agent.learn(total_steps)
+    console.print(f"[bold]done[/bold]: run folder {agent.run_dir}")
+    for key, value in result.items():
+        console.print(f"  {key}: {value:.3f}")
+
+
+def _resume_path(rest: list[str]) -> str:
+    i = rest.index("--resume")
+    if i + 1 >= len(rest):
+        raise ValueError("--resume needs a run folder")
+    return rest[i + 1]
+
+
+def _train_alphazero(rest: list[str]) -> None:
     from mbrl.alphazero import AlphaZero, AlphaZeroConfig
 
     if "--resume" in rest:
-        i = rest.index("--resume")
-        if i + 1 >= len(rest):
-            raise ValueError("--resume needs a run folder")
-        agent = AlphaZero.resume(rest[i + 1], console=console)
+        agent = AlphaZero.resume(_resume_path(rest), console=console)
         console.print(f"resuming {agent.run_dir} at iteration {agent.counters['iteration']}")
     else:
-        config = tyro.cli(AlphaZeroConfig, args=rest, prog=f"mbrl train {algorithm}")
+        config = tyro.cli(AlphaZeroConfig, args=rest, prog="mbrl train alphazero")
         agent = AlphaZero(config, console=console)
         console.print(f"run folder: {agent.run_dir}")
     result = agent.learn()

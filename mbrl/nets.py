@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PolicyValueNet", "ResidualBlock"]
+__all__ = ["PolicyValueNet", "ResidualBlock", "mlp"]
 
 
 class ResidualBlock(nn.Module):
@@ -63,3 +63,24 @@ class PolicyValueNet(nn.Module):
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         x = self.tower(self.stem(obs))
         return self.policy_head(x), self.value_head(x).squeeze(-1)
+
+
+def mlp(
+    sizes: list[int], activation: type[nn.Module] = nn.Tanh, output_gain: float | None = None
+) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them (none after the last).
+
+    Hidden layers use orthogonal init with gain sqrt(2) (the PPO/A2C convention);
+    ``output_gain`` sets the last layer's gain (e.g. 0.01 for a policy head).
+    """
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        linear = nn.Linear(sizes[i], sizes[i + 1])
+        last = i == len(sizes) - 2
+        gain = (output_gain if output_gain is not None else 1.0) if last else 2**0.5
+        nn.init.orthogonal_(linear.weight, gain)
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(activation())
+    return nn.Sequential(*layers)

@@ -1,0 +1,65 @@
+"""Run folders and checkpoints shared by every training algorithm.
+
+``runs/<algo>-<world>-<time>/`` holds ``config.json``, ``progress.csv``,
+TensorBoard events and ``checkpoints/`` (``latest.pt``, written atomically).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["atomic_save", "config_to_json", "load_checkpoint", "new_run_dir"]
+
+
+def new_run_dir(root: str | Path, algo: str, world: str) -> Path:
+    """A fresh ``root/<algo>-<world>-<time>`` path (not created yet)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in world.replace(":", "-"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{algo}-{safe}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{algo}-{safe}-{stamp}-{suffix}"
+    return path
+
+
+def config_to_json(config: Any) -> dict:
+    """A frozen config dataclass as JSON-ready data (Enums by value, tuples as lists)."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        out[field.name] = value.value if isinstance(value, Enum) else value
+    return json.loads(json.dumps(out))
+
+
+def atomic_save(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, expected_format: str) -> dict:
+    """Load a checkpoint written by :func:`atomic_save`; clear errors when missing or foreign."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not a {expected_format} checkpoint (found {found})")
+    return payload
