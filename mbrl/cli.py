@@ -19,8 +19,10 @@ from rich.table import Table
 
 from mbrl import games
 from mbrl.arena import play_games
+from mbrl.bench import BenchConfig
 from mbrl.games.players import QuitGame, make_player, player_specs
 from mbrl.model import UnknownNameError
+from mbrl.report import ReportConfig
 
 console = Console(highlight=False)
 
@@ -268,11 +270,25 @@ def _train_alphazero(rest: list[str]) -> None:
         console.print(f"  {key}: {value:.3f}")
 
 
+def run_bench(cmd: BenchConfig) -> None:
+    from mbrl.bench import run_sweep
+
+    run_sweep(cmd, console=console)
+
+
+def run_report(cmd: ReportConfig) -> None:
+    from mbrl.report import write_report
+
+    console.print(f"report: {write_report(cmd)}")
+
+
 COMMANDS = {
     "games": (GamesCommand, lambda cmd: run_games()),
     "play": (PlayCommand, run_play),
     "eval": (EvalCommand, run_eval),
     "demo": (DemoCommand, run_demo),
+    "bench": (BenchConfig, run_bench),
+    "report": (ReportConfig, run_report),
 }
 
 

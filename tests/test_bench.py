@@ -1,0 +1,269 @@
+"""Sweeps (plan, run, crash, resume without rerunning finished cells) and their report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mbrl import registry
+from mbrl.bench import BenchConfig, Cell, cell_state, plan_cells, run_sweep
+from mbrl.logger import Logger
+from mbrl.model import UnknownNameError
+from mbrl.report import (
+    ReportConfig,
+    area_under_curve,
+    read_curve,
+    return_at,
+    steps_to_threshold,
+    write_report,
+)
+from mbrl.runs import atomic_save, load_checkpoint
+
+
+class FakeAgent:
+    """The agent surface without learning: eval/mean_return = seed + 100 * step / budget.
+
+    Each ``learn`` call appends its starting step to ``calls.txt``; with ``crash_at``
+    the cell with seed 1 dies (once) at that step, after its last checkpoint.
+    """
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        env: str = "CartPole-v1"
+        total_steps: int = 100
+        seed: int = 0
+        run_dir: str = "runs"
+        eval_every: int = 10
+        checkpoint_every: int = 50
+        crash_at: int = 0
+
+    def __init__(self, env, config=None, *, run_dir=None, console=None):
+        self.config = config or self.Config(env=env)
+        self.run_dir = Path(run_dir or self.config.run_dir)
+        self.step = 0
+
+    def learn(self, total_steps):
+        c = self.config
+        with (self.run_dir / "calls.txt").open("a") as f:
+            f.write(f"{self.step}\n")
+        logger = Logger(self.run_dir, tensorboard=False)
+        logger.truncate_after(self.step)
+        while self.step < total_steps:
+            self.step += c.eval_every
+            value = c.seed + 100 * self.step / total_steps
+            logger.log(self.step, {"eval/mean_return": value, "charts/episodic_return": value})
+            if self.step % c.checkpoint_every == 0:
+                self.save()
+            crashed = self.run_dir / "crashed"
+            if c.crash_at and c.seed == 1 and self.step >= c.crash_at and not crashed.exists():
+                crashed.touch()
+                os._exit(3)  # a kill: no cleanup, no final checkpoint
+        self.save()
+        return {"eval/mean_return": c.seed + 100.0}
+
+    def save(self, path=None):
+        payload = {"format": "fake", "config": dataclasses.asdict(self.config), "step": self.step}
+        return atomic_save(payload, path or self.run_dir / "checkpoints" / "latest.pt")
+
+    @classmethod
+    def resume(cls, run_dir, console=None):
+        payload = load_checkpoint(Path(run_dir) / "checkpoints" / "latest.pt", "fake")
+        agent = cls(payload["config"]["env"], cls.Config(**payload["config"]), run_dir=run_dir)
+        agent.step = payload["step"]
+        return agent
+
+
+class ContinuousOnlyAgent(FakeAgent):
+    supported_action_spaces = ("continuous",)
+
+
+@pytest.fixture
+def fake_agents(monkeypatch):
+    monkeypatch.setitem(registry.AGENTS, "fake", "tests.test_bench:FakeAgent")
+    monkeypatch.setitem(registry.AGENTS, "fakecont", "tests.test_bench:ContinuousOnlyAgent")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def calls(cell_dir: Path) -> list[int]:
+    return [int(line) for line in (cell_dir / "calls.txt").read_text().split()]
+
+
+def test_plan_cells_skips_agents_that_do_not_fit(fake_agents):
+    config = BenchConfig(
+        suite="quick",
+        agents=("dqn", "fake", "fakecont"),
+        seeds=(0, 1),
+        overrides=("dqn.learning_starts=100", "fake.crash_at=7"),
+    )
+    cells, skipped = plan_cells(config)
+    pairs = sorted({(c.agent, c.env) for c in cells})
+    assert pairs == [
+        ("dqn", "CartPole-v1"),
+        ("fake", "CartPole-v1"),
+        ("fake", "InvertedPendulum-v5"),
+        ("fake", "Pendulum-v1"),
+        ("fakecont", "InvertedPendulum-v5"),
+        ("fakecont", "Pendulum-v1"),
+    ]
+    assert len(cells) == 2 * len(pairs)
+    assert len(skipped) == 3 and any("dqn on Pendulum-v1" in note for note in skipped)
+    dqn = next(c for c in cells if c.agent == "dqn")
+    assert dqn.total_steps == 50_000 and dqn.target == "mbrl.dqn:DQN"
+    assert dqn.config == {"eval_every": 2500, "checkpoint_every": 5000, "learning_starts": 100}
+    assert dqn.name == "dqn-CartPole-v1-seed0"
+    assert next(c for c in cells if c.agent == "fake").config["crash_at"] == 7
+    mujoco = BenchConfig(suite="mujoco", total_steps=1000)
+    assert mujoco.env_ids()[0] == "HalfCheetah-v5" and mujoco.budget("Hopper-v5") == 1000
+
+
+def test_config_errors(fake_agents):
+    for kwargs, field in [
+        ({"suite": "huge"}, "suite"),
+        ({"seeds": ()}, "seeds"),
+        ({"total_steps": 0}, "total-steps"),
+        ({"num_workers": -1}, "num-workers"),
+        ({"overrides": ("learning_starts=3",)}, "overrides"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            BenchConfig(**kwargs)
+    with pytest.raises(UnknownNameError):
+        plan_cells(BenchConfig(agents=("nope",)))
+    with pytest.raises(UnknownNameError):
+        plan_cells(BenchConfig(agents=("fake",), envs=("CartPol-v1",)))
+    with pytest.raises(ValueError, match="no field nope"):
+        plan_cells(BenchConfig(agents=("fake",), overrides=("fake.nope=1",)))
+    with pytest.raises(ValueError, match="thresholds"):
+        ReportConfig(sweep=".", thresholds=("CartPole-v1:500",))
+    with pytest.raises(FileNotFoundError):
+        run_sweep(BenchConfig(resume="/nonexistent/sweep"))
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_cells(fake_agents, tmp_path):
+    config = BenchConfig(
+        agents=("fake",),
+        envs=("CartPole-v1",),
+        seeds=(0, 1),
+        total_steps=100,
+        num_evals=10,
+        overrides=("fake.checkpoint_every=50", "fake.crash_at=70"),
+        root=str(tmp_path),
+        name="tiny",
+        num_workers=2,  # separate processes: seed 1's process dies at step 70
+    )
+    sweep = run_sweep(config)
+    first, second = sweep / "fake-CartPole-v1-seed0", sweep / "fake-CartPole-v1-seed1"
+    assert sweep.name.startswith("tiny-") and (sweep / "sweep.json").exists()
+    assert cell_state(first) == "done" and cell_state(second) == "partial"
+    assert (second / "log.txt").exists()
+    done_time = (first / "done").stat().st_mtime_ns
+    # The report of the half-finished sweep lists the unfinished cell.
+    report = write_report(ReportConfig(sweep=str(sweep))).read_text()
+    assert "fake-CartPole-v1-seed1" in report.split("## Unfinished cells")[1]
+
+    run_sweep(BenchConfig(resume=str(sweep), num_workers=2))
+    assert calls(first) == [0]  # not rerun
+    assert (first / "done").stat().st_mtime_ns == done_time
+    assert calls(second) == [0, 50]  # resumed from its checkpoint at step 50
+    assert cell_state(second) == "done"
+    steps, values, _ = read_curve(second / "progress.csv")
+    np.testing.assert_array_equal(steps, np.arange(10, 101, 10))  # rows 60, 70 replayed once
+    np.testing.assert_allclose(values, 1 + steps)
+    assert json.loads((second / "done").read_text())["eval/mean_return"] == 101
+
+    # Removing a done marker is the other kind of interruption: it resumes, nothing else.
+    (first / "done").unlink()
+    run_sweep(BenchConfig(resume=str(sweep), num_workers=0))
+    assert calls(first) == [0, 100] and calls(second) == [0, 50]
+
+
+def test_report_numbers_by_hand(tmp_path):
+    sweep = tmp_path / "by-hand"
+    rows = {  # seed -> (global_step, eval/mean_return)
+        0: [(100, 0.0), (200, 10.0), (400, 10.0)],
+        1: [(100, 20.0), (300, 480.0), (400, 500.0)],
+    }
+    for seed, points in rows.items():
+        cell = Cell(
+            agent="a", target="x:y", env="CartPole-v1", seed=seed, total_steps=400, config={}
+        )
+        cell_dir = sweep / cell.name
+        cell_dir.mkdir(parents=True)
+        (cell_dir / "cell.json").write_text(json.dumps(dataclasses.asdict(cell)))
+        lines = ["global_step,charts/episodic_return,eval/mean_return"]
+        lines += [f"{step},,{value}" for step, value in points]
+        (cell_dir / "progress.csv").write_text("\n".join(lines) + "\n")
+        (cell_dir / "done").write_text("{}")
+    steps, _, metric = read_curve(sweep / "a-CartPole-v1-seed1" / "progress.csv")
+    assert metric == "eval/mean_return" and steps.tolist() == [100, 300, 400]
+    # Seed 0: flat 0 until 100, linear to 10 at 200, then 10: (0 + 500 + 2000) / 400.
+    s0 = np.array([100.0, 200, 400]), np.array([0.0, 10, 10])
+    assert area_under_curve(*s0, budget=400) == pytest.approx(6.25)
+    # Seed 1: 20*100 + (20+480)/2*200 + (480+500)/2*100 = 2000 + 50000 + 49000 -> / 400.
+    s1 = np.array([100.0, 300, 400]), np.array([20.0, 480, 500])
+    assert area_under_curve(*s1, budget=400) == pytest.approx(252.5)
+    assert steps_to_threshold(*s1, threshold=475) == 300
+    assert steps_to_threshold(*s0, threshold=475) is None
+    assert return_at(*s1, step=200) == 20 and np.isnan(return_at(*s1, step=50))
+
+    report = write_report(ReportConfig(sweep=str(sweep))).read_text()
+    assert (sweep / "curves-CartPole-v1.png").stat().st_size > 1000
+    row = next(line for line in report.splitlines() if line.startswith("| a |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # return @ 25% (step 100): 0 and 20; @ 50% (200): 10 and 20; @ 100%: 10 and 500.
+    expected = ["a", "2", "10.0 ± 10.0", "15.0 ± 5.0", "255.0 ± 245.0", "300 (1/2 seeds)"]
+    assert cells == [*expected, "129.4 ± 123.1"]
+    assert "steps to 475" in report and "![CartPole-v1](curves-CartPole-v1.png)" in report
+    # A changed threshold.
+    report = write_report(ReportConfig(sweep=str(sweep), thresholds=("CartPole-v1=5",)))
+    assert "150 (2/2 seeds)" in report.read_text()
+
+
+def test_cli_bench_and_report_with_dqn(tmp_path):
+    from mbrl import cli
+
+    flags = ["--agents", "dqn", "--envs", "CartPole-v1", "Pendulum-v1", "--seeds", "0", "1"]
+    flags += ["--total-steps", "200", "--num-evals", "2", "--num-workers", "0"]
+    flags += ["--overrides", "dqn.learning_starts=50", "dqn.eval_episodes=1"]
+    cli.main(["bench", *flags, "--root", str(tmp_path), "--name", "cli"])
+    (sweep,) = tmp_path.iterdir()
+    cells = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert cells == ["dqn-CartPole-v1-seed0", "dqn-CartPole-v1-seed1"]
+    assert all(cell_state(sweep / name) == "done" for name in cells)
+    cli.main(["report", str(sweep)])
+    report = (sweep / "report.md").read_text()
+    assert "| dqn | 2 |" in report and "dqn on Pendulum-v1" in report
+    assert (sweep / "curves-CartPole-v1.png").exists()
+
+
+@pytest.mark.slow
+def test_ray_backend(tmp_path):
+    ray = pytest.importorskip("ray")
+    config = BenchConfig(
+        agents=("dqn",),
+        envs=("CartPole-v1",),
+        seeds=(0, 1),
+        total_steps=200,
+        num_evals=2,
+        overrides=("dqn.learning_starts=50", "dqn.eval_episodes=1"),
+        root=str(tmp_path),
+        backend="ray",
+    )
+    try:
+        sweep = run_sweep(config)
+    finally:
+        ray.shutdown()
+    assert all(cell_state(p) == "done" for p in sweep.iterdir() if p.is_dir())
