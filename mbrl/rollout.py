@@ -1,0 +1,505 @@
+"""Parts shared by the on-policy agents (VPG, A2C, PPO, TRPO), composed, not inherited.
+
+- :class:`ActorCritic`: separate policy and value MLPs for a Discrete or Box
+  action space, with the distribution maths written out (log-prob, entropy,
+  KL) so TRPO can take second derivatives through it.
+- :class:`RolloutBuffer`: ``[T, N, ...]`` tensors of one rollout of T steps in
+  N environments, advantages by :func:`mbrl.returns.gae`.
+- :class:`OnPolicyLoop`: the environments, rollout collection (gymnasium
+  truncation bootstrapped with the value of the final observation), the run
+  folder, progress bar, logging, evaluation and checkpoints. An agent owns one
+  and hands it its ``update`` function.
+
+Shapes: T steps per rollout, N environments, B batch, A actions (or action dims).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import time
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor, nn
+
+from mbrl.envs import RunningMeanStd, evaluate, make_vector_env
+from mbrl.logger import Logger
+from mbrl.nets import mlp
+from mbrl.returns import gae
+from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
+
+__all__ = [
+    "ActorCritic",
+    "OnPolicyLoop",
+    "RolloutBuffer",
+    "check_common_config",
+    "config_from_json",
+    "explained_variance",
+    "load_agent",
+    "resume_agent",
+]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+# ------------------------------------------------------------------ config helpers
+def check_common_config(config: Any) -> None:
+    """Validate the fields every on-policy config has; messages name the field."""
+    name = type(config).__qualname__
+    positive = (
+        "total_steps",
+        "num_envs",
+        "num_steps",
+        "eval_every",
+        "checkpoint_every",
+        "log_every",
+    )
+    for field in positive:
+        if getattr(config, field) < 1:
+            raise ValueError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
+    if config.eval_episodes < 0:
+        raise ValueError(f"{name}.eval_episodes must be >= 0, got {config.eval_episodes}")
+    for field in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(config, field) <= 1.0:
+            raise ValueError(f"{name}.{field} must be in [0, 1], got {getattr(config, field)}")
+    if not config.hidden_sizes or min(config.hidden_sizes) < 1:
+        raise ValueError(f"{name}.hidden_sizes must be positive sizes, got {config.hidden_sizes}")
+    if not config.env:
+        raise ValueError(f"{name}.env must name a gymnasium environment")
+
+
+def check_positive(config: Any, *fields: str) -> None:
+    """Raise ValueError naming the first of ``fields`` that is not > 0."""
+    for field in fields:
+        value = getattr(config, field)
+        if not value > 0:
+            raise ValueError(f"{type(config).__qualname__}.{field} must be > 0, got {value}")
+
+
+def config_from_json(config_cls: type, data: dict) -> Any:
+    """Rebuild a config written by :func:`mbrl.runs.config_to_json` (lists back to tuples)."""
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for field in dataclasses.fields(config_cls):
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if isinstance(value, list) and "tuple" in str(hints[field.name]):
+            value = tuple(value)
+        kwargs[field.name] = value
+    return config_cls(**kwargs)
+
+
+def explained_variance(returns: Tensor, values: Tensor) -> float:
+    """``1 - Var[R - V] / Var[R]``: 1 is a perfect value function, 0 no better than a constant."""
+    variance = returns.var().item()
+    return float("nan") if variance == 0 else 1.0 - (returns - values).var().item() / variance
+
+
+# ------------------------------------------------------------------------ policy
+class ActorCritic(nn.Module):
+    """Policy and value MLPs (not shared, as SB3's MlpPolicy), tanh, orthogonal init.
+
+    The policy's output ``params [B, P]`` describes the action distribution:
+    normalised log-probabilities ``[B, A]`` for a Discrete space, and
+    ``cat(mean, log_std) [B, 2D]`` for a Box space (a state-independent
+    ``log_std`` parameter, initialised to 0).
+    """
+
+    def __init__(
+        self, obs_dim: int, action_space: gym.Space, hidden_sizes: tuple[int, ...] = (64, 64)
+    ):
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(
+                f"on-policy agents need a Discrete or Box action space, not {action_space}"
+            )
+        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        sizes = [obs_dim, *hidden_sizes]
+        self.actor = mlp([*sizes, self.action_dim], nn.Tanh, output_gain=0.01)
+        self.critic = mlp([*sizes, 1], nn.Tanh, output_gain=1.0)
+        self.log_std = None if self.discrete else nn.Parameter(torch.zeros(self.action_dim))
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        extra = [] if self.log_std is None else [self.log_std]
+        return [*self.actor.parameters(), *extra]
+
+    def value(self, obs: Tensor) -> Tensor:
+        """``[B, obs_dim] -> [B]``."""
+        return self.critic(obs).squeeze(-1)
+
+    def dist_params(self, obs: Tensor) -> Tensor:
+        """``[B, obs_dim] -> [B, P]`` (log-probs, or mean and log-std)."""
+        out = self.actor(obs)
+        if self.discrete:
+            return torch.log_softmax(out, dim=-1)
+        return torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+
+    def sample(
+        self, params: Tensor, generator: torch.Generator | None, deterministic: bool = False
+    ) -> Tensor:
+        """Actions ``[B]`` (int64) or ``[B, D]`` (float32) from ``params [B, P]``."""
+        if self.discrete:
+            if deterministic:
+                return params.argmax(-1)
+            return torch.multinomial(params.exp(), 1, generator=generator).squeeze(-1)
+        mean, log_std = params.chunk(2, dim=-1)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+    def log_prob(self, params: Tensor, action: Tensor) -> Tensor:
+        """``log pi(action) [B]``."""
+        if self.discrete:
+            return params.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        mean, log_std = params.chunk(2, dim=-1)
+        z = (action - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+    def entropy(self, params: Tensor) -> Tensor:
+        """``H(pi) [B]``."""
+        if self.discrete:
+            return -(params.exp() * params).sum(-1)
+        _, log_std = params.chunk(2, dim=-1)
+        return (log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
+
+    def kl(self, old: Tensor, new: Tensor) -> Tensor:
+        """``KL(pi_old || pi_new) [B]``."""
+        if self.discrete:
+            return (old.exp() * (old - new)).sum(-1)
+        mean0, log_std0 = old.chunk(2, dim=-1)
+        mean1, log_std1 = new.chunk(2, dim=-1)
+        var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
+        return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+# ------------------------------------------------------------------------ buffer
+class RolloutBuffer:
+    """One rollout: ``obs [T, N, obs_dim]``, ``actions [T, N(, D)]`` and ``[T, N]`` scalars.
+
+    ``dones`` marks terminated or truncated steps; ``truncated_values`` holds
+    V(final obs) at truncated steps (0 elsewhere) so that a time limit is
+    bootstrapped instead of treated as a terminal state.
+    """
+
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple[int, ...]):
+        T, N = num_steps, num_envs
+        discrete = action_shape == ()
+        self.obs = torch.zeros(T, N, obs_dim)
+        self.actions = torch.zeros(T, N, *action_shape, dtype=torch.int64 if discrete else None)
+        self.log_probs = torch.zeros(T, N)
+        self.rewards = torch.zeros(T, N)
+        self.dones = torch.zeros(T, N)
+        self.values = torch.zeros(T, N)
+        self.truncated_values = torch.zeros(T, N)
+        self.advantages = torch.zeros(T, N)
+        self.returns = torch.zeros(T, N)
+        self.last_value = torch.zeros(N)
+
+    @property
+    def size(self) -> int:
+        return self.rewards.numel()
+
+    def compute_advantages(self, last_value: Tensor, gamma: float, lam: float) -> None:
+        """GAE(gamma, lambda) advantages and lambda-returns (``returns = advantages + values``).
+
+        ``last_value [N]`` is V of the observation after the last step (kept as ``last_value``).
+        """
+        self.last_value = last_value
+        self.advantages, self.returns = gae(
+            self.rewards,
+            self.values,
+            self.dones,
+            last_value,
+            gamma,
+            lam,
+            truncated_values=self.truncated_values,
+        )
+
+    def flat(self) -> dict[str, Tensor]:
+        """Every field with T and N merged: ``[T * N, ...]``."""
+        names = ("obs", "actions", "log_probs", "values", "advantages", "returns")
+        return {name: getattr(self, name).flatten(0, 1) for name in names}
+
+    def minibatches(self, batch_size: int, rng: np.random.Generator):
+        """Yield dicts of ``[batch_size, ...]`` rows in a random order (the last may be smaller)."""
+        data = self.flat()
+        order = torch.from_numpy(rng.permutation(self.size))
+        for start in range(0, self.size, batch_size):
+            rows = order[start : start + batch_size]
+            yield {name: value[rows] for name, value in data.items()}
+
+
+# -------------------------------------------------------------------------- loop
+class OnPolicyLoop:
+    """Environments, rollouts, run folder, logging, evaluation and checkpoints of one agent.
+
+    ``config`` needs the fields checked by :func:`check_common_config` plus
+    ``normalize_obs``. The agent creates its optimisers over ``loop.policy``
+    and registers them in ``loop.optimizers`` (they are checkpointed).
+    """
+
+    def __init__(
+        self,
+        algo: str,
+        config: Any,
+        *,
+        run_dir: str | Path | None = None,
+        console: Console | None = None,
+    ):
+        self.algo, self.config = algo, config
+        self.console = console or Console(quiet=True)
+        self.envs = make_vector_env(config.env, config.num_envs, config.seed)
+        obs_space = self.envs.single_observation_space
+        action_space = self.envs.single_action_space
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise ValueError(f"{algo} needs a Box observation space, {config.env} has {obs_space}")
+        self.obs_dim = int(np.prod(obs_space.shape))
+        self.action_space = action_space
+        with torch.random.fork_rng():  # the network's init is seeded without touching the caller
+            torch.manual_seed(config.seed)
+            self.policy = ActorCritic(self.obs_dim, action_space, tuple(config.hidden_sizes))
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.obs_rms = RunningMeanStd((self.obs_dim,)) if config.normalize_obs else None
+        action_shape = () if self.policy.discrete else (self.policy.action_dim,)
+        self.buffer = RolloutBuffer(config.num_steps, config.num_envs, self.obs_dim, action_shape)
+        if not self.policy.discrete:
+            self._low = action_space.low.reshape(-1).astype(np.float32)
+            self._high = action_space.high.reshape(-1).astype(np.float32)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.counters = {"steps": 0, "updates": 0, "episodes": 0, "seconds": 0.0}
+        obs, _ = self.envs.reset(seed=config.seed)
+        self.next_obs = self._prepare(obs, update=True)
+        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, algo, config.env)
+        self._episodes: list[tuple[float, int]] = []
+
+    # ------------------------------------------------------------ observations
+    def _prepare(self, obs: np.ndarray, update: bool) -> Tensor:
+        """Raw ``[B, *obs_shape]`` -> float32 ``[B, obs_dim]``, normalised if configured."""
+        obs = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        if self.obs_rms is not None:
+            if update:
+                self.obs_rms.update(obs)
+            obs = self.obs_rms.normalize(obs)
+        return torch.from_numpy(obs)
+
+    def _env_action(self, action: Tensor) -> np.ndarray:
+        if self.policy.discrete:
+            return action.numpy()
+        shape = (len(action), *self.action_space.shape)
+        return np.clip(action.numpy(), self._low, self._high).reshape(shape)
+
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch ``obs [B, *obs_shape]``: ``[B]`` or ``[B, *action_shape]``."""
+        params = self.policy.dist_params(self._prepare(obs, update=False))
+        return self._env_action(self.policy.sample(params, self.generator, deterministic))
+
+    # ----------------------------------------------------------------- rollout
+    @torch.no_grad()
+    def collect(self) -> None:
+        """Run the current policy for T steps in the N environments and compute advantages."""
+        buf, policy, envs = self.buffer, self.policy, self.envs
+        gamma = self.config.gamma
+        for t in range(self.config.num_steps):
+            obs = self.next_obs
+            params = policy.dist_params(obs)
+            action = policy.sample(params, self.generator)
+            buf.obs[t] = obs
+            buf.actions[t] = action
+            buf.log_probs[t] = policy.log_prob(params, action)
+            buf.values[t] = policy.value(obs)
+            next_obs, reward, terminated, truncated, info = envs.step(self._env_action(action))
+            self.next_obs = self._prepare(next_obs, update=True)
+            buf.rewards[t] = torch.from_numpy(reward.astype(np.float32))
+            buf.dones[t] = torch.from_numpy((terminated | truncated).astype(np.float32))
+            buf.truncated_values[t] = 0.0
+            cut = truncated & ~terminated  # a time limit: bootstrap with V(final obs)
+            if cut.any():
+                rows = np.flatnonzero(cut)
+                final = self._prepare(np.stack(info["final_obs"][rows]), update=False)
+                buf.truncated_values[t, torch.from_numpy(rows)] = policy.value(final)
+            if "_episode" in info:
+                done = info["_episode"]
+                self._episodes += zip(info["episode"]["r"][done], info["episode"]["l"][done])
+        buf.compute_advantages(policy.value(self.next_obs), gamma, self.config.gae_lambda)
+
+    # -------------------------------------------------------------------- learn
+    def learn(
+        self, total_steps: int, update: Callable[[RolloutBuffer, float], dict[str, float]]
+    ) -> dict[str, float]:
+        """Collect rollouts and call ``update(buffer, progress_remaining)`` until ``total_steps``.
+
+        ``progress_remaining`` goes from 1 to 0 over the run (for annealing).
+        Logs every ``log_every`` env steps, evaluates every ``eval_every`` and
+        checkpoints every ``checkpoint_every``; returns the last metrics.
+        """
+        config, counters = self.config, self.counters
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
+        logger = Logger(self.run_dir, self.console)
+        logger.truncate_after(counters["steps"])
+        steps_per_rollout = config.num_steps * config.num_envs
+        metrics: dict[str, float] = {}
+        last: dict[str, float] = {}
+        started, start_seconds, sps_steps, sps_time = (
+            time.perf_counter(),
+            counters["seconds"],
+            0,
+            0.0,
+        )
+        with Progress(
+            TextColumn(f"[bold]{self.algo} {config.env}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+        ) as progress:
+            task = progress.add_task(
+                "learn", total=total_steps, completed=counters["steps"], status=""
+            )
+            while counters["steps"] < total_steps:
+                tick = time.perf_counter()
+                self.collect()
+                metrics = update(self.buffer, 1.0 - counters["steps"] / total_steps)
+                before, counters["steps"] = counters["steps"], counters["steps"] + steps_per_rollout
+                counters["updates"] += 1
+                sps_steps += steps_per_rollout
+                sps_time += time.perf_counter() - tick
+                counters["seconds"] = start_seconds + time.perf_counter() - started
+                now = counters["steps"]
+                final = now >= total_steps
+                eval_due = _crossed(before, now, config.eval_every) or final
+                if eval_due or _crossed(before, now, config.log_every):
+                    row = dict(metrics)
+                    if self._episodes:
+                        returns, lengths = zip(*self._episodes)
+                        counters["episodes"] += len(self._episodes)
+                        row["charts/episodic_return"] = float(np.mean(returns))
+                        row["charts/episodic_length"] = float(np.mean(lengths))
+                        self._episodes = []
+                    row["charts/SPS"] = sps_steps / sps_time
+                    sps_steps, sps_time = 0, 0.0
+                    if eval_due:
+                        row["eval/mean_return"] = self.evaluate()
+                    logger.log(now, row, show=False)
+                    last = row
+                if _crossed(before, now, config.checkpoint_every) or final:
+                    self.save_checkpoint()
+                status = "  ".join(
+                    f"{k.split('/')[-1]} {v:.4g}"
+                    for k, v in last.items()
+                    if k in ("charts/episodic_return", "eval/mean_return")
+                )
+                progress.update(task, completed=min(now, total_steps), status=status)
+        logger.close()
+        return last or metrics
+
+    def evaluate(self) -> float:
+        """Mean return of ``eval_episodes`` deterministic episodes (a separate env)."""
+        if not self.config.eval_episodes:
+            return float("nan")
+        returns = evaluate(
+            self.config.env, self.predict, self.config.eval_episodes, seed=self.config.seed + 10**6
+        )
+        return float(returns.mean())
+
+    # -------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "latest.pt"
+
+    @property
+    def format(self) -> str:
+        return f"mbrl.{self.algo}/1"
+
+    def agent_state(self) -> dict:
+        """What ``predict`` needs: the network, the config and the observation normaliser."""
+        return {
+            "format": self.format,
+            "config": config_to_json(self.config),
+            "policy": self.policy.state_dict(),
+            "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
+            "counters": dict(self.counters),
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """The whole training state, atomically: a killed run resumes from here."""
+        vector_env = self.envs.unwrapped
+        stats = self.envs
+        payload = {
+            **self.agent_state(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "next_obs": self.next_obs,
+            "envs": pickle.dumps(vector_env.envs),
+            "episode_stats": {
+                k: getattr(stats, k)
+                for k in ("episode_returns", "episode_lengths", "prev_dones", "episode_count")
+            },
+            "pending_episodes": list(self._episodes),
+        }
+        return atomic_save(payload, path or self.checkpoint_path)
+
+    def load_agent_state(self, payload: dict) -> None:
+        self.policy.load_state_dict(payload["policy"])
+        if self.obs_rms is not None and payload.get("obs_rms") is not None:
+            self.obs_rms.load_state_dict(payload["obs_rms"])
+
+    def load_checkpoint(self, payload: dict) -> None:
+        self.load_agent_state(payload)
+        for key, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(payload["optimizers"][key])
+        self.rng.bit_generator.state = payload["rng"]
+        self.generator.set_state(payload["generator"])
+        self.next_obs = payload["next_obs"]
+        self.envs.unwrapped.envs = pickle.loads(payload["envs"])
+        for key, value in payload["episode_stats"].items():
+            setattr(self.envs, key, value)
+        self._episodes = list(payload["pending_episodes"])
+        self.counters = dict(payload["counters"])
+
+
+def _crossed(before: int, now: int, every: int) -> bool:
+    """True when a multiple of ``every`` lies in ``(before, now]``."""
+    return now // every > before // every
+
+
+# ------------------------------------------------------------ agent constructors
+def _checkpoint_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "checkpoints" / "latest.pt" if path.is_dir() else path
+
+
+def load_agent(cls: type, path: str | Path) -> Any:
+    """An agent of class ``cls`` from ``save``'s file, a checkpoint, or a run folder."""
+    payload = load_checkpoint(_checkpoint_file(path), f"mbrl.{cls.ALGO}/1")
+    config = config_from_json(cls.Config, payload["config"])
+    agent = cls(config.env, config)
+    agent.loop.load_agent_state(payload)
+    return agent
+
+
+def resume_agent(cls: type, run_dir: str | Path, console: Console | None = None) -> Any:
+    """An agent of class ``cls`` with the full training state of ``run_dir``'s last checkpoint."""
+    run_dir = Path(run_dir)
+    payload = load_checkpoint(run_dir / "checkpoints" / "latest.pt", f"mbrl.{cls.ALGO}/1")
+    config = config_from_json(cls.Config, payload["config"])
+    agent = cls(config.env, config, run_dir=run_dir, console=console)
+    agent.loop.load_checkpoint(payload)
+    return agent
