@@ -35,8 +35,9 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import tyro
 from rich.console import Console
 
 __all__ = [
@@ -103,8 +104,8 @@ class BenchConfig:
     """Folder under which the sweep folder <name>-<time> is made."""
     resume: str | None = None
     """A sweep folder to continue: its own config is used, finished cells are kept."""
-    backend: Backend = Backend.LOCAL
-    """LOCAL (separate processes on this machine) or RAY (ray.remote tasks)."""
+    backend: Annotated[Backend, tyro.conf.EnumChoicesFromValues] = Backend.LOCAL
+    """local (separate processes on this machine) or ray (ray.remote tasks)."""
     num_workers: int = 2
     """Cells run at once (0: one by one inside this process); about cores / threads."""
     threads_per_cell: int = 1

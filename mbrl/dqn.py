@@ -36,11 +36,13 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tyro
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
@@ -100,8 +102,8 @@ class DQNConfig:
     """Hidden layer widths of the Q-network MLP (ReLU)."""
     double_q: bool = True
     """Double DQN targets (online net picks a*, target net evaluates it); False: max of target."""
-    loss: Loss = Loss.HUBER
-    """TD loss: HUBER (smooth L1) or MSE."""
+    loss: Annotated[Loss, tyro.conf.EnumChoicesFromValues] = Loss.HUBER
+    """TD loss: huber (smooth L1) or mse."""
     max_grad_norm: float = 10.0
     """Gradient norm clip; 10 (SB3); 0 disables clipping."""
     eval_every: int = 5_000

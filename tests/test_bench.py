@@ -237,6 +237,7 @@ def test_cli_bench_and_report_with_dqn(tmp_path):
 
     flags = ["--agents", "dqn", "--envs", "CartPole-v1", "Pendulum-v1", "--seeds", "0", "1"]
     flags += ["--total-steps", "200", "--num-evals", "2", "--num-workers", "0"]
+    flags += ["--backend", "local"]
     flags += ["--overrides", "dqn.learning_starts=50", "dqn.eval_episodes=1"]
     cli.main(["bench", *flags, "--root", str(tmp_path), "--name", "cli"])
     (sweep,) = tmp_path.iterdir()
