@@ -23,15 +23,16 @@ Learning with Double Q-learning"), for discrete action spaces.
 The defaults are the tuned CartPole-v1 settings of RL Baselines3 Zoo (Raffin 2020).
 A run lives in ``runs/dqn-<env>-<time>/``: ``config.json``, ``progress.csv``,
 TensorBoard events and ``checkpoints/latest.pt`` (networks, optimiser, replay buffer,
-RNG states and counters), so a killed run resumes from its last checkpoint. The
-episode that was in progress at the kill is not restored: the resumed run starts a
-new episode (seeded from the saved generator, so resuming is still deterministic).
+RNG states, counters and the environment with its episode in progress, pickled), so a
+killed run resumes from its last checkpoint exactly as if it had never stopped. An
+environment that cannot be pickled starts a new episode on resume instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -256,6 +257,14 @@ def _check_spaces(env: gym.Env, env_id: str) -> None:
         raise ValueError(f"DQN needs Box observations; {env_id} has {env.observation_space}")
 
 
+def _pickled(env: gym.Env) -> bytes | None:
+    """The environment with its episode in progress, or None where it cannot be pickled."""
+    try:
+        return pickle.dumps(env)
+    except Exception:  # e.g. a simulator handle; resume then starts a new episode
+        return None
+
+
 # ------------------------------------------------------------------ agent
 
 
@@ -297,6 +306,7 @@ class DQN:
         self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "dqn", env)
         self.logger: Logger | None = None
         self._obs: np.ndarray | None = None  # the observation of the episode in progress
+        self._episodes: list[tuple[float, int]] = []  # (return, length) not logged yet
 
     # ------------------------------------------------------------ acting
     @property
@@ -386,7 +396,6 @@ class DQN:
             self._obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
         start_step, start_seconds = self.counters["global_step"], self.counters["seconds"]
         started = time.perf_counter()
-        episodes: list[tuple[float, int]] = []
         train_metrics: dict[str, float] = {}
         last_eval: dict[str, float] = {}
         with Progress(
@@ -401,7 +410,7 @@ class DQN:
             while self.counters["global_step"] < total_steps:
                 episode = self._env_step()  # steps 3-5
                 if episode is not None:
-                    episodes.append(episode)
+                    self._episodes.append(episode)
                 step = self.counters["global_step"]
                 if step > c.learning_starts and step % c.train_frequency == 0:
                     for _ in range(c.gradient_steps):  # steps 6-9
@@ -417,10 +426,11 @@ class DQN:
                         "charts/epsilon": self.epsilon,
                         "charts/SPS": (step - start_step) / max(seconds, 1e-9),
                     }
-                    if episodes:
-                        metrics["charts/episodic_return"] = np.mean([r for r, _ in episodes])
-                        metrics["charts/episodic_length"] = np.mean([n for _, n in episodes])
-                        episodes = []
+                    if self._episodes:
+                        returns, lengths = np.array(self._episodes).T
+                        metrics["charts/episodic_return"] = returns.mean()
+                        metrics["charts/episodic_length"] = lengths.mean()
+                        self._episodes = []
                     if evaluate_now or step == total_steps:  # step 11
                         last_eval = self.evaluate()
                         metrics.update(last_eval)
@@ -470,6 +480,9 @@ class DQN:
             "predict_rng": self.predict_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "counters": dict(self.counters),
+            "episodes": list(self._episodes),
+            "obs": self._obs,
+            "env": _pickled(self.env),
         }
         return atomic_save(payload, path or self.checkpoint_path)
 
@@ -498,6 +511,10 @@ class DQN:
         agent.predict_rng.bit_generator.state = payload["predict_rng"]
         torch.set_rng_state(payload["torch_rng"])
         agent.counters = dict(payload["counters"])
+        agent._episodes = list(payload["episodes"])
+        if payload["env"] is not None and payload["obs"] is not None:
+            agent.env.close()
+            agent.env, agent._obs = pickle.loads(payload["env"]), payload["obs"]
         return agent
 
     @classmethod
