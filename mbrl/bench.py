@@ -110,6 +110,8 @@ class BenchConfig:
     """Cells run at once (0: one by one inside this process); about cores / threads."""
     threads_per_cell: int = 1
     """Torch threads of each cell (small MLPs: 1)."""
+    dry_run: bool = False
+    """Only list the cells (and the skipped pairs); run nothing, write nothing."""
 
     def __post_init__(self):
         if self.suite is not None and self.suite not in SUITES:
@@ -232,6 +234,8 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
                     f"--overrides: {agent}'s config has no field {', '.join(sorted(unknown))}"
                 )
             extra.update(overrides)
+            # A bad value fails now, naming its field, not hours into the sweep.
+            cls.Config(env=env, seed=config.seeds[0], total_steps=budget, **extra)
             for seed in config.seeds:
                 cells.append(
                     Cell(
@@ -333,6 +337,12 @@ def run_sweep(
         )
     else:
         cells, skipped = plan_cells(config)
+        if config.dry_run:
+            for cell in cells:
+                console.print(f"{cell.name}: {cell.total_steps:,} steps {cell.config}")
+            for note in skipped:
+                console.print(f"skipped {note}")
+            return new_sweep_dir(config)
         sweep_dir = new_sweep_dir(config)
         sweep_dir.mkdir(parents=True)
         data = {

@@ -102,7 +102,7 @@ def calls(cell_dir: Path) -> list[int]:
     return [int(line) for line in (cell_dir / "calls.txt").read_text().split()]
 
 
-def test_plan_cells_skips_agents_that_do_not_fit(fake_agents):
+def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     config = BenchConfig(
         suite="quick",
         agents=("dqn", "fake", "fakecont"),
@@ -126,6 +126,8 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents):
     assert dqn.config == {"eval_every": 2500, "checkpoint_every": 5000, "learning_starts": 100}
     assert dqn.name == "dqn-CartPole-v1-seed0"
     assert next(c for c in cells if c.agent == "fake").config["crash_at"] == 7
+    dry = run_sweep(dataclasses.replace(config, dry_run=True, root=str(tmp_path)))
+    assert not dry.exists()
     mujoco = BenchConfig(suite="mujoco", total_steps=1000)
     assert mujoco.env_ids()[0] == "HalfCheetah-v5" and mujoco.budget("Hopper-v5") == 1000
 
@@ -146,6 +148,8 @@ def test_config_errors(fake_agents):
         plan_cells(BenchConfig(agents=("fake",), envs=("CartPol-v1",)))
     with pytest.raises(ValueError, match="no field nope"):
         plan_cells(BenchConfig(agents=("fake",), overrides=("fake.nope=1",)))
+    with pytest.raises(ValueError, match="gamma"):
+        plan_cells(BenchConfig(agents=("dqn",), overrides=("dqn.gamma=2",)))
     with pytest.raises(ValueError, match="thresholds"):
         ReportConfig(sweep=".", thresholds=("CartPole-v1:500",))
     with pytest.raises(FileNotFoundError):
