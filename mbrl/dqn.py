@@ -421,16 +421,8 @@ class DQN:
                 if evaluate_now or step % c.log_every == 0 or step == total_steps:
                     seconds = time.perf_counter() - started
                     self.counters["seconds"] = start_seconds + seconds
-                    metrics = {
-                        **train_metrics,
-                        "charts/epsilon": self.epsilon,
-                        "charts/SPS": (step - start_step) / max(seconds, 1e-9),
-                    }
-                    if self._episodes:
-                        returns, lengths = np.array(self._episodes).T
-                        metrics["charts/episodic_return"] = returns.mean()
-                        metrics["charts/episodic_length"] = lengths.mean()
-                        self._episodes = []
+                    sps = (step - start_step) / max(seconds, 1e-9)
+                    metrics = self._metrics(train_metrics, sps)
                     if evaluate_now or step == total_steps:  # step 11
                         last_eval = self.evaluate()
                         metrics.update(last_eval)
@@ -447,6 +439,16 @@ class DQN:
         self.save()
         self.logger.close()
         return last_eval
+
+    def _metrics(self, train_metrics: dict[str, float], sps: float) -> dict[str, float]:
+        """A progress.csv row: the last losses, epsilon, SPS and the episodes since the last."""
+        metrics = {**train_metrics, "charts/epsilon": self.epsilon, "charts/SPS": sps}
+        if self._episodes:
+            returns, lengths = np.array(self._episodes).T
+            metrics["charts/episodic_return"] = float(returns.mean())
+            metrics["charts/episodic_length"] = float(lengths.mean())
+            self._episodes = []
+        return metrics
 
     def _env_step(self) -> tuple[float, int] | None:
         """Act, step, store; returns (return, length) when an episode ended."""
