@@ -1,0 +1,325 @@
+"""Soft Actor-Critic with automatic entropy tuning.
+
+Haarnoja, Zhou, Abbeel, Levine (2018), "Soft Actor-Critic: Off-Policy Maximum
+Entropy Deep Reinforcement Learning with a Stochastic Actor", ICML; and
+Haarnoja et al. (2018), "Soft Actor-Critic Algorithms and Applications"
+(arXiv:1812.05905), which adds the two clipped critics and learns the
+temperature alpha. Details and defaults follow Stable-Baselines3 and
+Spinning Up: squashed Gaussian policy, log-std clipped to [-20, 2], targets by
+Polyak averaging, entropy target -dim(A), alpha starting at 1.
+
+    1. initialise policy pi_phi, critics Q_1, Q_2 and targets Q'_i <- Q_i,
+       log alpha = log(initial_alpha), an empty replay buffer D
+    2. for each environment step:
+    3.   a ~ pi_phi(.|s) (uniform random before learning_starts)
+    4.   step the env: r, s', terminated, truncated; store (s, a, r, s', terminated) in D
+         (s' is the true final observation, so time limits bootstrap)
+    5.   on terminated or truncated: log the episode and reset
+    6.   after learning_starts, `gradient_steps` times:
+    7.     sample a minibatch (s, a, r, s', d) from D
+    8.     a~ ~ pi_phi(.|s) (reparameterised); temperature:
+             minimise J(alpha) = -log alpha * (log pi_phi(a~|s) + H_target)
+    9.     y = r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi_phi(a'|s')),
+             a' ~ pi_phi(.|s')
+   10.     critics: minimise sum_i mean (Q_i(s, a) - y)^2
+   11.     actor: minimise mean (alpha log pi_phi(a~|s) - min_i Q_i(s, a~))
+   12.     every target_network_frequency updates: Q'_i <- (1 - tau) Q'_i + tau Q_i
+   13.   every eval_every steps: evaluate the deterministic policy tanh(mu(s));
+         every checkpoint_every steps: checkpoint
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import Tensor
+
+from mbrl.envs import evaluate
+from mbrl.replay import (
+    Batch,
+    Collector,
+    EnsembleQ,
+    ModelHook,
+    ReplayBuffer,
+    ReplayOnly,
+    RunLog,
+    SquashedGaussianActor,
+    check_continuous_env,
+    frozen,
+    load_agent,
+    make_adam,
+    resume_agent,
+    rng_parts,
+    save_agent,
+    soft_update,
+    status_line,
+    validate_offpolicy_config,
+)
+from mbrl.runs import new_run_dir
+
+__all__ = ["SAC", "SACConfig"]
+
+FORMAT = "mbrl.sac/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SACConfig:
+    """Soft Actor-Critic (defaults: Stable-Baselines3 / CleanRL for MuJoCo)."""
+
+    env: str
+    """Gymnasium id of an environment with a Box action space (e.g. Pendulum-v1, HalfCheetah-v5)."""
+    total_steps: int = 1_000_000
+    """Environment steps to train for (Pendulum: 20k; MuJoCo: 1M)."""
+    seed: int = 1
+    """Seed of networks, replay sampling, exploration and the environment."""
+    run_dir: str = "runs"
+    """Folder under which the run folder ``sac-<env>-<time>`` is made."""
+    buffer_size: int = 1_000_000
+    """Transitions kept in the replay buffer (oldest dropped first); 1e5-1e6."""
+    learning_starts: int = 5_000
+    """Uniformly random steps before the first update (SB3: 100, CleanRL: 5000)."""
+    batch_size: int = 256
+    """Minibatch size of each gradient step; 64-512."""
+    gamma: float = 0.99
+    """Discount factor; 0.98-0.999."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics (1 = hard copy); 0.001-0.02."""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor; 1e-4-1e-3."""
+    q_lr: float = 3e-4
+    """Adam learning rate of the critics (CleanRL: 1e-3); 1e-4-1e-3."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log alpha; 1e-4-1e-3."""
+    autotune: bool = True
+    """Learn the entropy temperature alpha (SAC v2); False keeps alpha = initial_alpha."""
+    initial_alpha: float = 1.0
+    """Starting (or fixed) entropy temperature alpha; 0.01-1."""
+    target_entropy: float | None = None
+    """Entropy target H_target of the temperature loss (None: -dim(A), the paper's heuristic)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic."""
+    gradient_steps: int = 1
+    """Gradient steps per environment step (the update-to-data ratio); 1-20."""
+    target_network_frequency: int = 1
+    """Updates between Polyak averagings of the target critics; 1-2."""
+    eval_every: int = 5_000
+    """Environment steps between deterministic evaluations (eval/mean_return)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation; 5-20."""
+    checkpoint_every: int = 10_000
+    """Environment steps between checkpoints (checkpoints/latest.pt, with the replay buffer)."""
+    log_every: int = 1_000
+    """Environment steps between rows of losses and SPS in progress.csv."""
+    device: str = "cpu"
+    """Torch device of the networks (cpu or cuda)."""
+
+    def __post_init__(self):
+        validate_offpolicy_config(self)
+        for field in ["gradient_steps", "target_network_frequency"]:
+            if getattr(self, field) < 1:
+                raise ValueError(f"SACConfig.{field} must be >= 1, got {getattr(self, field)}")
+        if not self.initial_alpha > 0:
+            raise ValueError(f"SACConfig.initial_alpha must be > 0, got {self.initial_alpha}")
+
+
+class SAC:
+    """Soft Actor-Critic on one gymnasium environment: ``learn``, ``predict``, ``save``/``load``."""
+
+    Config = SACConfig
+
+    def __init__(
+        self,
+        env: str,
+        config: SACConfig | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        console: Console | None = None,
+        model_hook: ModelHook | None = None,
+    ):
+        obs_space, action_space = check_continuous_env(env, "SAC")
+        config = SACConfig(env=env) if config is None else dataclasses.replace(config, env=env)
+        self.config = config
+        self.console = console or Console(quiet=True)
+        self.device = torch.device(config.device)
+        self.obs_shape = tuple(obs_space.shape)
+        obs_dim, action_dim = int(np.prod(self.obs_shape)), action_space.shape[0]
+        low, high, hidden = action_space.low, action_space.high, config.hidden_sizes
+
+        # 1. networks, targets, temperature, replay
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.actor = SquashedGaussianActor(obs_dim, low, high, hidden).to(self.device)
+        self.critic = EnsembleQ(obs_dim, action_dim, hidden, num_members=2).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.full(
+            (), math.log(config.initial_alpha), device=self.device, requires_grad=config.autotune
+        )
+        self.target_entropy = (
+            -float(action_dim) if config.target_entropy is None else config.target_entropy
+        )
+        self.actor_optimizer = make_adam(self.actor.parameters(), config.policy_lr)
+        self.critic_optimizer = make_adam(self.critic.parameters(), config.q_lr)
+        self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
+        self.replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
+        self.hook: ModelHook = model_hook or ReplayOnly()
+        self.collector = Collector(env, config.seed, self.replay, self.hook)
+        self.counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "sac", env)
+
+    @property
+    def alpha(self) -> Tensor:
+        """The entropy temperature exp(log alpha), a scalar tensor without gradient."""
+        return self.log_alpha.detach().exp()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "latest.pt"
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions ``[B, A]`` in the env's Box for observations ``[B, *obs_shape]``."""
+        obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        if tuple(obs_t.shape[1:]) != self.obs_shape:
+            raise ValueError(f"predict expects obs [B, {self.obs_shape}], got {tuple(obs_t.shape)}")
+        if deterministic:
+            return self.actor.deterministic(obs_t).cpu().numpy()
+        return self.actor(obs_t, self.generator)[0].cpu().numpy()
+
+    # ---------------------------------------------------------------- updating
+    @torch.no_grad()
+    def next_value(self, next_obs: Tensor) -> Tensor:
+        """Soft value min_i Q'_i(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s'): ``[B]``."""
+        next_action, next_log_prob = self.actor(next_obs, self.generator)
+        next_q = self.critic_target(next_obs, next_action).min(0).values
+        return next_q - self.alpha * next_log_prob
+
+    def update_temperature(self, log_prob: Tensor) -> Tensor:
+        """Step 8: one Adam step on J(alpha) = -log alpha (log pi + H_target); returns J."""
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+        return alpha_loss.detach()
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """Steps 8-12 on one minibatch; returns detached loss tensors (no .item() here)."""
+        config = self.config
+        # 8. reparameterised a~ ~ pi(.|s); alpha of this update is taken before its step (SB3)
+        action_pi, log_prob_pi = self.actor(batch.obs, self.generator)
+        alpha = self.alpha
+        metrics = {"losses/alpha": alpha}
+        if config.autotune:
+            metrics["losses/alpha_loss"] = self.update_temperature(log_prob_pi)
+        # 9. target y (a model hook may replace it, e.g. MVE)
+        with torch.no_grad():
+            target = self.hook.q_target(batch, self)
+            if target is None:
+                next_value = self.next_value(batch.next_obs)
+                target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_value
+        # 10. both critics in one batched forward: q [2, B]
+        q = self.critic(batch.obs, batch.action)
+        qf_loss = (q - target).pow(2).mean(1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        qf_loss.backward()
+        self.critic_optimizer.step()
+        # 11. actor through the (frozen) updated critics
+        with frozen(self.critic):
+            q_pi = self.critic(batch.obs, action_pi).min(0).values
+        actor_loss = (alpha * log_prob_pi - q_pi).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        # 12. targets
+        self.counters["updates"] += 1
+        if self.counters["updates"] % config.target_network_frequency == 0:
+            soft_update(self.critic_target, self.critic, config.tau)
+        metrics.update(
+            {
+                "losses/qf_loss": qf_loss.detach(),
+                "losses/qf_values": q.detach().mean(),
+                "losses/actor_loss": actor_loss.detach(),
+                "losses/entropy": -log_prob_pi.detach().mean(),
+            }
+        )
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Step 13: returns of the deterministic policy on fresh, seeded episodes."""
+        returns = evaluate(
+            self.config.env, self.predict, self.config.eval_episodes, self.config.seed + 10_000
+        )
+        return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
+
+    # ---------------------------------------------------------------- the loop
+    def learn(self, total_steps: int | None = None) -> dict[str, float]:
+        """Train until ``total_steps`` environment steps (counting steps already done)."""
+        config, counters = self.config, self.counters
+        total = config.total_steps if total_steps is None else total_steps
+        metrics: dict[str, float] = {}
+        losses: dict[str, Tensor] = {}
+        with RunLog("sac", config, self.run_dir, self.console, counters["env_steps"], total) as run:
+            while counters["env_steps"] < total:
+                # 3. act
+                if counters["env_steps"] < config.learning_starts:
+                    action = self.collector.random_action()
+                else:
+                    action = self.predict(self.collector.obs[None], deterministic=False)[0]
+                # 4-5. step, store, reset at episode ends
+                episode = self.collector.step(action)
+                counters["env_steps"] = step = counters["env_steps"] + 1
+                if episode:
+                    counters["episodes"] += 1
+                    metrics.update(run.log(step, episode))
+                # 6-12. learn from replay (or from what the model hook mixes in)
+                if step > config.learning_starts:
+                    for _ in range(config.gradient_steps):
+                        batch = self.hook.sample(self.replay, config.batch_size, self.rng)
+                        losses = self.update(batch.to(self.device))
+                if step % config.log_every == 0 and losses:
+                    metrics.update(run.log(step, {**losses, "charts/SPS": run.speed(step)}))
+                # 13. evaluate, checkpoint
+                if step % config.eval_every == 0 or step == total:
+                    metrics.update(run.log(step, self.evaluate()))
+                if step % config.checkpoint_every == 0:
+                    self.save(self.checkpoint_path, include_replay=True)
+                if step % 100 == 0 or step == total:
+                    run.show(step, status_line(metrics))
+            self.save(self.checkpoint_path, include_replay=True)
+        return metrics
+
+    # ------------------------------------------------------------- checkpoints
+    def _parts(self) -> dict:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "log_alpha": self.log_alpha,
+            "actor_optimizer": self.actor_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+            "alpha_optimizer": self.alpha_optimizer,
+            **rng_parts(self),
+        }
+
+    def save(self, path: str | Path, include_replay: bool = False) -> Path:
+        """Write networks, optimisers, RNG states and counters atomically (plus replay if asked)."""
+        return save_agent(self, path, FORMAT, include_replay)
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> SAC:
+        """An agent from :meth:`save`'s file (the replay buffer too when it was saved);
+        keyword arguments as the constructor's (run_dir, console, model_hook)."""
+        return load_agent(cls, path, FORMAT, **kwargs)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, console: Console | None = None, **kwargs) -> SAC:
+        """Continue a run from ``run_dir/checkpoints/latest.pt``; ``learn`` goes on from there."""
+        return resume_agent(cls, run_dir, FORMAT, console=console, **kwargs)
