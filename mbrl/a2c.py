@@ -122,6 +122,7 @@ class A2C:
             lr=config.learning_rate,
             alpha=config.rms_prop_alpha,
             eps=config.rms_prop_eps,
+            foreach=True,
         )
         self.loop.optimizers["optimizer"] = self.optimizer
 

@@ -30,6 +30,7 @@ from rich.console import Console
 from mbrl.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
+    adam,
     check_common_config,
     check_positive,
     explained_variance,
@@ -132,9 +133,8 @@ class PPO:
         self.config = config
         self.loop = OnPolicyLoop(self.ALGO, config, run_dir=run_dir, console=console)
         self.policy = self.loop.policy  # step 1
-        self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=config.learning_rate, eps=1e-5
-        )
+        self._params = list(self.policy.parameters())
+        self.optimizer = adam(self._params, config.learning_rate, eps=1e-5)  # eps as SB3
         self.loop.optimizers["optimizer"] = self.optimizer
 
     @property
@@ -185,7 +185,7 @@ class PPO:
                 loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy  # 9
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self._params, config.max_grad_norm)
                 self.optimizer.step()
             if stop:
                 break

@@ -42,6 +42,7 @@ __all__ = [
     "ActorCritic",
     "OnPolicyLoop",
     "RolloutBuffer",
+    "adam",
     "check_common_config",
     "config_from_json",
     "explained_variance",
@@ -104,6 +105,15 @@ def explained_variance(returns: Tensor, values: Tensor) -> float:
     """``1 - Var[R - V] / Var[R]``: 1 is a perfect value function, 0 no better than a constant."""
     variance = returns.var().item()
     return float("nan") if variance == 0 else 1.0 - (returns - values).var().item() / variance
+
+
+def adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam, fused into one kernel where this torch has it (much less overhead for small nets)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
 # ------------------------------------------------------------------------ policy
@@ -236,6 +246,9 @@ class RolloutBuffer:
     def minibatches(self, batch_size: int, rng: np.random.Generator):
         """Yield dicts of ``[batch_size, ...]`` rows in a random order (the last may be smaller)."""
         data = self.flat()
+        if batch_size >= self.size:  # one minibatch: the order does not matter
+            yield data
+            return
         order = torch.from_numpy(rng.permutation(self.size))
         for start in range(0, self.size, batch_size):
             rows = order[start : start + batch_size]

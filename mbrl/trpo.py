@@ -38,6 +38,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from mbrl.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
+    adam,
     check_common_config,
     check_positive,
     explained_variance,
@@ -154,7 +155,7 @@ class TRPO:
         self.config = config
         self.loop = OnPolicyLoop(self.ALGO, config, run_dir=run_dir, console=console)
         self.policy = self.loop.policy  # step 1
-        self.value_optimizer = torch.optim.Adam(self.policy.critic.parameters(), config.value_lr)
+        self.value_optimizer = adam(self.policy.critic.parameters(), config.value_lr)
         self.loop.optimizers["value"] = self.value_optimizer
 
     @property

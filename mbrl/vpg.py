@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from mbrl.returns import discounted_returns
 from mbrl.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
+    adam,
     check_common_config,
     check_positive,
     explained_variance,
@@ -102,8 +102,8 @@ class VPG:
         self.config = config
         self.loop = OnPolicyLoop(self.ALGO, config, run_dir=run_dir, console=console)
         self.policy = self.loop.policy  # step 1
-        self.policy_optimizer = torch.optim.Adam(self.policy.actor_parameters(), config.policy_lr)
-        self.value_optimizer = torch.optim.Adam(self.policy.critic.parameters(), config.value_lr)
+        self.policy_optimizer = adam(self.policy.actor_parameters(), config.policy_lr)
+        self.value_optimizer = adam(self.policy.critic.parameters(), config.value_lr)
         self.loop.optimizers.update(policy=self.policy_optimizer, value=self.value_optimizer)
 
     @property

@@ -62,6 +62,16 @@ class ConstantReward(gym.Env):
 gym.register("OneHotBandit-v0", entry_point=OneHotBandit)
 gym.register("ConstantReward-v0", entry_point=ConstantReward, max_episode_steps=20)
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one thread is fastest (and spin-waiting threads crawl on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 QUIET = {"eval_episodes": 0, "eval_every": 10**9, "checkpoint_every": 10**9}
 
 
@@ -116,22 +126,28 @@ def test_distribution_maths_match_torch_distributions(space):
     torch.testing.assert_close(policy.kl(params, other), expected_kl)
 
 
-def test_trpo_update_respects_the_kl_bound(tmp_path):
-    for max_kl in (0.01, 1e-4):
-        agent = TRPO("CartPole-v1", small_config(TRPO, "CartPole-v1", tmp_path, max_kl=max_kl))
-        agent.loop.collect()
-        obs = agent.loop.buffer.flat()["obs"]
-        with torch.no_grad():
-            before = agent.policy.dist_params(obs)
-        metrics = agent.policy_step(agent.loop.buffer)
-        with torch.no_grad():
-            kl = agent.policy.kl(before, agent.policy.dist_params(obs)).mean().item()
-        assert metrics["losses/line_search_accepted"] == 1.0
-        assert 0.0 < kl <= max_kl * (1 + 1e-6)
-        assert kl == pytest.approx(metrics["losses/kl"], rel=1e-5)
-        # The step is a trust-region step, not a tiny one: it uses a good part of the bound.
-        assert kl > 0.1 * max_kl
-        assert metrics["losses/surrogate_improvement"] > 0
+@pytest.mark.parametrize(
+    ("max_kl", "damping", "backtracks"), [(0.01, 0.1, False), (1e-4, 0.1, False), (2.0, 0.0, True)]
+)
+def test_trpo_update_respects_the_kl_bound(tmp_path, max_kl, damping, backtracks):
+    """Without damping a large trust region's full step overshoots (KL about 7 here): the line
+    search must shrink it until KL(old || new) <= max_kl."""
+    config = small_config(TRPO, "CartPole-v1", tmp_path, max_kl=max_kl, cg_damping=damping)
+    agent = TRPO(config.env, config)
+    agent.loop.collect()
+    obs = agent.loop.buffer.flat()["obs"]
+    with torch.no_grad():
+        before = agent.policy.dist_params(obs)
+    metrics = agent.policy_step(agent.loop.buffer)
+    with torch.no_grad():
+        kl = agent.policy.kl(before, agent.policy.dist_params(obs)).mean().item()
+    assert metrics["losses/line_search_accepted"] == 1.0
+    assert 0.0 < kl <= max_kl * (1 + 1e-6)
+    assert kl == pytest.approx(metrics["losses/kl"], rel=1e-5)
+    assert metrics["losses/surrogate_improvement"] > 0
+    # A trust-region step, not a tiny one: it uses a good part of the bound.
+    assert kl > 0.1 * max_kl
+    assert (metrics["losses/step_fraction"] < 1.0) == backtracks
 
 
 # ------------------------------------------------------------------ behaviour
