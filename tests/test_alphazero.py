@@ -132,3 +132,13 @@ def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
     player = load_agent(agent.run_dir, game)
     result = play_match(game, player, make_player("random", game, seed=3), 100)
     assert result.losses == 0 and result.wins >= 80
+
+
+def test_shipped_connect_four_agent_loads_and_beats_random():
+    from mbrl.alphazero import shipped_agents
+
+    assert "connect_four" in shipped_agents()
+    game = games.make("connect_four")
+    agent = load_agent("connect_four", game, num_simulations=16)
+    result = play_match(game, agent, make_player("random", game, seed=0), 4)
+    assert result.wins == 4
