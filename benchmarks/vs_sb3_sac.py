@@ -6,8 +6,10 @@ Both agents: 256x256 actor and critics, batch 256, Adam 3e-4, buffer 1e6, one
 gradient step per environment step, alpha learned from 1.0 with target -dim(A),
 `--learning-starts` uniformly random steps, one torch thread, CPU. Speed is
 environment steps per second over ``learn`` (acting and updates included; our
-final evaluation and checkpoint, timed separately, are subtracted). Returns are
-the deterministic policy's mean over the same seeded evaluation episodes.
+evaluations and checkpoints, timed separately, are subtracted). The two agents
+learn in alternating chunks of ``--chunk`` steps, so that on a shared machine
+both see the same load. Returns are the deterministic policy's mean over the
+same seeded evaluation episodes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,21 @@ from mbrl.envs import evaluate
 from mbrl.sac import SAC
 
 
-def run_ours(args, run_dir: str) -> tuple[float, float]:
+class Timed:
+    """Wall time of the calls to ``fn`` (our evaluations and checkpoints, left out of SPS)."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def make_ours(args, run_dir: str) -> SAC:
     config = SAC.Config(
         env=args.env,
         total_steps=args.steps,
@@ -37,21 +53,16 @@ def run_ours(args, run_dir: str) -> tuple[float, float]:
         checkpoint_every=10 * args.steps,
     )
     agent = SAC(args.env, config)
-    start = time.perf_counter()
-    agent.learn()
-    seconds = time.perf_counter() - start
-    start = time.perf_counter()  # learn ends with one evaluation and one checkpoint
-    returns = evaluate(args.env, agent.predict, args.eval_episodes, args.seed + 10_000)
-    agent.save(agent.checkpoint_path, include_replay=True)
-    seconds -= time.perf_counter() - start
-    return args.steps / seconds, float(returns.mean())
+    agent.evaluate = Timed(agent.evaluate)  # learn() evaluates and checkpoints when it returns
+    agent.save = Timed(agent.save)
+    return agent
 
 
-def run_sb3(args) -> tuple[float, float]:
+def make_sb3(args):
     import gymnasium as gym
     from stable_baselines3 import SAC as SB3SAC
 
-    model = SB3SAC(
+    return SB3SAC(
         "MlpPolicy",
         gym.make(args.env),
         learning_rate=3e-4,
@@ -68,15 +79,32 @@ def run_sb3(args) -> tuple[float, float]:
         device="cpu",
         verbose=0,
     )
-    start = time.perf_counter()
-    model.learn(args.steps)
-    seconds = time.perf_counter() - start
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
 
-    returns = evaluate(args.env, act, args.eval_episodes, args.seed + 10_000)
-    return args.steps / seconds, float(returns.mean())
+def race(args, run_dir: str) -> dict[str, tuple[float, float]]:
+    """Both agents learn in alternating chunks of ``--chunk`` steps, so that both see the
+    same load on a shared machine; returns (steps per second, eval return) of each."""
+    ours, sb3 = make_ours(args, run_dir), make_sb3(args)
+    seconds = {"mbrl": 0.0, "sb3": 0.0}
+    done = 0
+    while done < args.steps:
+        done = min(done + args.chunk, args.steps)
+        start = time.perf_counter()
+        ours.learn(done)
+        seconds["mbrl"] += time.perf_counter() - start
+        start = time.perf_counter()
+        sb3.learn(done - sb3.num_timesteps, reset_num_timesteps=False)
+        seconds["sb3"] += time.perf_counter() - start
+    seconds["mbrl"] -= ours.evaluate.seconds + ours.save.seconds
+
+    def act_sb3(obs: np.ndarray) -> np.ndarray:
+        return sb3.predict(obs, deterministic=True)[0]
+
+    results = {}
+    for name, act in [("mbrl", ours.predict), ("sb3", act_sb3)]:
+        returns = evaluate(args.env, act, args.eval_episodes, args.seed + 10_000)
+        results[name] = (args.steps / seconds[name], float(returns.mean()))
+    return results
 
 
 def main() -> None:
@@ -87,20 +115,15 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", choices=["ours", "sb3"], default=None)
+    parser.add_argument("--chunk", type=int, default=500, help="steps per turn of each agent")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {}
-    if args.only in (None, "ours"):
-        with tempfile.TemporaryDirectory() as run_dir:
-            results["mbrl"] = run_ours(args, run_dir)
-    if args.only in (None, "sb3"):
-        results["sb3"] = run_sb3(args)
+    with tempfile.TemporaryDirectory() as run_dir:
+        results = race(args, run_dir)
     print(f"SAC on {args.env}, {args.steps} steps, seed {args.seed}, {args.threads} thread(s)")
     for name, (sps, mean_return) in results.items():
         print(f"  {name:5s} {sps:8.1f} steps/s   eval return {mean_return:9.1f}")
-    if len(results) == 2:
-        print(f"  ratio mbrl / sb3: {results['mbrl'][0] / results['sb3'][0]:.2f}x")
+    print(f"  ratio mbrl / sb3: {results['mbrl'][0] / results['sb3'][0]:.2f}x")
 
 
 if __name__ == "__main__":
