@@ -59,6 +59,7 @@ __all__ = [
     "save_agent",
     "soft_update",
     "status_line",
+    "train_off_policy",
     "unpack_state",
     "validate_offpolicy_config",
 ]
@@ -603,3 +604,46 @@ def status_line(metrics: dict[str, float]) -> str:
     """The progress bar's text: last training return and last evaluation."""
     keys = {"charts/episodic_return": "return", "eval/mean_return": "eval"}
     return "  ".join(f"{name} {metrics[k]:.1f}" for k, name in keys.items() if k in metrics)
+
+
+def train_off_policy(agent: Any, algo: str, total_steps: int | None = None) -> dict[str, float]:
+    """The training loop shared by DDPG, TD3 and SAC (their pseudocode lines 3-13).
+
+    ``agent`` provides ``config``, ``counters``, ``collector``, ``replay``, ``hook``,
+    ``rng``, ``device``, ``predict``, ``update(batch) -> losses``, ``evaluate()``,
+    ``save(path, include_replay)``, ``checkpoint_path``, ``run_dir`` and ``console``.
+    Trains until ``total_steps`` environment steps, counting steps already done.
+    """
+    config, counters = agent.config, agent.counters
+    total = config.total_steps if total_steps is None else total_steps
+    metrics: dict[str, float] = {}
+    losses: dict[str, Tensor] = {}
+    with RunLog(algo, config, agent.run_dir, agent.console, counters["env_steps"], total) as run:
+        while counters["env_steps"] < total:
+            # 3. act
+            if counters["env_steps"] < config.learning_starts:
+                action = agent.collector.random_action()
+            else:
+                action = agent.predict(agent.collector.obs[None], deterministic=False)[0]
+            # 4-5. step, store, reset at episode ends
+            episode = agent.collector.step(action)
+            counters["env_steps"] = step = counters["env_steps"] + 1
+            if episode:
+                counters["episodes"] += 1
+                metrics.update(run.log(step, episode))
+            # 6-12. learn from replay (or from what the model hook mixes in)
+            if step > config.learning_starts:
+                for _ in range(config.gradient_steps):
+                    batch = agent.hook.sample(agent.replay, config.batch_size, agent.rng)
+                    losses = agent.update(batch.to(agent.device))
+            if step % config.log_every == 0 and losses:
+                metrics.update(run.log(step, {**losses, "charts/SPS": run.speed(step)}))
+            # 13. evaluate, checkpoint
+            if step % config.eval_every == 0 or step == total:
+                metrics.update(run.log(step, agent.evaluate()))
+            if step % config.checkpoint_every == 0:
+                agent.save(agent.checkpoint_path, include_replay=True)
+            if step % 100 == 0 or step == total:
+                run.show(step, status_line(metrics))
+        agent.save(agent.checkpoint_path, include_replay=True)
+    return metrics

@@ -49,7 +49,6 @@ from mbrl.replay import (
     ModelHook,
     ReplayBuffer,
     ReplayOnly,
-    RunLog,
     SquashedGaussianActor,
     check_continuous_env,
     frozen,
@@ -59,7 +58,7 @@ from mbrl.replay import (
     rng_parts,
     save_agent,
     soft_update,
-    status_line,
+    train_off_policy,
     validate_offpolicy_config,
 )
 from mbrl.runs import new_run_dir
@@ -261,40 +260,9 @@ class SAC:
 
     # ---------------------------------------------------------------- the loop
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
-        """Train until ``total_steps`` environment steps (counting steps already done)."""
-        config, counters = self.config, self.counters
-        total = config.total_steps if total_steps is None else total_steps
-        metrics: dict[str, float] = {}
-        losses: dict[str, Tensor] = {}
-        with RunLog("sac", config, self.run_dir, self.console, counters["env_steps"], total) as run:
-            while counters["env_steps"] < total:
-                # 3. act
-                if counters["env_steps"] < config.learning_starts:
-                    action = self.collector.random_action()
-                else:
-                    action = self.predict(self.collector.obs[None], deterministic=False)[0]
-                # 4-5. step, store, reset at episode ends
-                episode = self.collector.step(action)
-                counters["env_steps"] = step = counters["env_steps"] + 1
-                if episode:
-                    counters["episodes"] += 1
-                    metrics.update(run.log(step, episode))
-                # 6-12. learn from replay (or from what the model hook mixes in)
-                if step > config.learning_starts:
-                    for _ in range(config.gradient_steps):
-                        batch = self.hook.sample(self.replay, config.batch_size, self.rng)
-                        losses = self.update(batch.to(self.device))
-                if step % config.log_every == 0 and losses:
-                    metrics.update(run.log(step, {**losses, "charts/SPS": run.speed(step)}))
-                # 13. evaluate, checkpoint
-                if step % config.eval_every == 0 or step == total:
-                    metrics.update(run.log(step, self.evaluate()))
-                if step % config.checkpoint_every == 0:
-                    self.save(self.checkpoint_path, include_replay=True)
-                if step % 100 == 0 or step == total:
-                    run.show(step, status_line(metrics))
-            self.save(self.checkpoint_path, include_replay=True)
-        return metrics
+        """Train until ``total_steps`` environment steps (counting steps already done);
+        the loop (lines 3-13 above) is :func:`mbrl.replay.train_off_policy`."""
+        return train_off_policy(self, "sac", total_steps)
 
     # ------------------------------------------------------------- checkpoints
     def _parts(self) -> dict:
