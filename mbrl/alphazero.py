@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -46,6 +45,7 @@ from mbrl.logger import Logger
 from mbrl.model import GameModel
 from mbrl.nets import PolicyValueNet
 from mbrl.planners.mcts import MCTSConfig, RootPolicy
+from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
 from mbrl.selfplay import (
     FinishedGames,
     MCTSAgentPlayer,
@@ -72,6 +72,8 @@ class Backend(Enum):
     RAY = "ray"
     """Self-play in Ray actors (``pip install 'mbrl[ray]'``), weights broadcast each iteration."""
 
+
+FORMAT = "mbrl.alphazero/1"
 
 # Network size by game (blocks, channels): enough for the game, cheap on a CPU.
 NET_SIZES = {"tic_tac_toe": (2, 32), "connect_four": (4, 48), "othello": (6, 64)}
@@ -258,9 +260,7 @@ class AlphaZero:
             "train_steps": 0,
             "seconds": 0.0,
         }
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = config.game.replace(":", "-").replace("(", "_").replace(")", "").replace(",", "_")
-        self.run_dir = run_dir or Path(config.run_dir) / f"alphazero-{name}-{stamp}"
+        self.run_dir = Path(run_dir or new_run_dir(config.run_dir, "alphazero", config.game))
         self.logger: Logger | None = None
         self.evaluator = NetworkEvaluator(self.game, self.net, config.device)
 
@@ -274,8 +274,8 @@ class AlphaZero:
         path = Path(path or self.checkpoint_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "format": "mbrl.alphazero/1",
-            "config": _config_to_json(self.config),
+            "format": FORMAT,
+            "config": config_to_json(self.config),
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "replay": self.replay.state_dict(),
@@ -284,10 +284,10 @@ class AlphaZero:
             "torch_rng": torch.get_rng_state(),
             "counters": dict(self.counters),
         }
-        _atomic_save(payload, path)
+        atomic_save(payload, path)
         # The agent alone (network and config, no training state): small enough to share.
         agent = {k: payload[k] for k in ("format", "config", "net", "counters")}
-        _atomic_save(agent, path.parent / "agent.pt")
+        atomic_save(agent, path.parent / "agent.pt")
         return path
 
     @classmethod
@@ -310,7 +310,7 @@ class AlphaZero:
         """Run iterations until num_iterations or max_minutes; returns the last evaluation."""
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(_config_to_json(config), indent=2))
+        (self.run_dir / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
         self.logger = Logger(self.run_dir, self.console)
         self.logger.truncate_after(self.counters["moves"])
         start_seconds = self.counters["seconds"]
@@ -464,13 +464,6 @@ def _random_symmetry(game, obs: Tensor, policy: Tensor, rng: np.random.Generator
     return all_obs[pick, rows], all_policy[pick, rows]
 
 
-def _config_to_json(config: AlphaZeroConfig) -> dict:
-    out = dataclasses.asdict(config)
-    out["root_policy"] = config.root_policy.value
-    out["backend"] = config.backend.value
-    return out
-
-
 def _config_from_json(data: dict) -> AlphaZeroConfig:
     data = dict(data)
     data["root_policy"] = RootPolicy(data["root_policy"])
@@ -480,22 +473,8 @@ def _config_from_json(data: dict) -> AlphaZeroConfig:
     return AlphaZeroConfig(**data)
 
 
-def _atomic_save(payload: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def _load_checkpoint(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != "mbrl.alphazero/1":
-        raise ValueError(f"{path} is not an mbrl AlphaZero checkpoint")
-    return payload
+    return load_checkpoint(path, FORMAT)
 
 
 SHIPPED_AGENTS = Path(__file__).parent / "agents"
