@@ -240,12 +240,12 @@ class EnsembleQ(nn.Module):
         weights = [w[pick] for w in self.weights]
         biases = [b[pick] for b in self.biases]
         x = x.expand(weights[0].shape[0], *x.shape)  # [E, B, in], no copy
-        last = len(weights) - 1
-        for i, (weight, bias) in enumerate(zip(weights, biases)):
-            x = torch.baddbmm(bias, x, weight)  # bias + x @ weight: [E, B, out]
-            if i < last:
-                x = torch.relu(x)
-        return x.squeeze(-1)
+        for weight, bias in zip(weights[:-1], biases[:-1]):
+            x = torch.relu(torch.baddbmm(bias, x, weight))  # relu(bias + x @ weight): [E, B, out]
+        # The output layer (out = 1) as a product and a sum: the same numbers, but
+        # several times faster on the CPU than a batched matmul with one column.
+        weight, bias = weights[-1], biases[-1]
+        return (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
 
 
 def _relu_mlp(sizes: Sequence[int]) -> nn.Sequential:
