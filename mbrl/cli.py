@@ -210,15 +210,31 @@ def run_eval(cmd: EvalCommand) -> None:
         console.print(mistakes_table(cmd.players, reports))
 
 
+def _pop_threads(rest: list[str]) -> list[str]:
+    """Apply and remove ``--threads N`` (torch threads; default: every core of this process)."""
+    if "--threads" not in rest:
+        return rest
+    i = rest.index("--threads")
+    value = rest[i + 1] if i + 1 < len(rest) else ""
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--threads needs a whole number >= 1, got {value!r}")
+    torch.set_num_threads(int(value))
+    return rest[:i] + rest[i + 2 :]
+
+
 def run_train(args: list[str]) -> None:
-    """``mbrl train <algorithm> [--resume RUN] [config flags]``."""
+    """``mbrl train <algorithm> [--threads N] [--resume RUN] [config flags]``."""
     from mbrl.registry import agent_class, available_agents
 
     algorithms = ["alphazero", *available_agents()]
     if not args or args[0] in {"-h", "--help"}:
-        console.print(f"usage: mbrl train {{{','.join(algorithms)}}} [--help] [flags]")
+        console.print(
+            f"usage: mbrl train {{{','.join(algorithms)}}} [--threads N] [--help] [flags]\n"
+            "  --threads N   torch threads (default: all cores; small MLP agents: 1 is"
+            " often as fast and leaves the other cores free)"
+        )
         return
-    algorithm, rest = args[0], args[1:]
+    algorithm, rest = args[0], _pop_threads(args[1:])
     if algorithm == "alphazero":
         _train_alphazero(rest)
         return

@@ -43,6 +43,8 @@ def test_human_gets_a_message_not_a_traceback(output, monkeypatch):
         (["play", "tic_tac_toe", "--x", "bogus"], "unknown player"),
         (["play", "othello", "--o", "solver"], "no solver"),
         (["train", "alphagoose"], "unknown algorithm"),
+        (["train", "sac", "--threads", "0"], "--threads"),
+        (["train", "ppo", "--threads"], "--threads"),
         (["train", "alphazero", "--num-simulations", "0"], "num_simulations"),
         (["play", "tic_tac_toe", "--o", "agent:/no/such/run"], "no agent"),
     ],

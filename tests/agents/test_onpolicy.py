@@ -319,7 +319,12 @@ def test_cli_trains_and_resumes_ppo(tmp_path):
 
     flags = ["--env", "CartPole-v1", "--total-steps", "256", "--num-steps", "128"]
     flags += ["--batch-size", "64", "--eval-episodes", "1", "--run-dir", str(tmp_path)]
-    cli.main(["train", "ppo", *flags])
+    threads = torch.get_num_threads()
+    try:
+        cli.main(["train", "ppo", "--threads", "1", *flags])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     (run,) = tmp_path.iterdir()
     assert (run / "checkpoints" / "latest.pt").exists()
     cli.main(["train", "ppo", "--resume", str(run)])
