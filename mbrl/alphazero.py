@@ -35,13 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from mbrl import games
 from mbrl.arena import play_match
 from mbrl.games.players import make_player
-from mbrl.logger import Logger
+from mbrl.logger import Logger, RunProgress
 from mbrl.model import GameModel
 from mbrl.nets import PolicyValueNet
 from mbrl.planners.mcts import MCTSConfig, RootPolicy
@@ -316,7 +316,7 @@ class AlphaZero:
         start_seconds = self.counters["seconds"]
         started = time.perf_counter()
         last_eval: dict[str, float] = {}
-        with Progress(
+        with RunProgress(
             TextColumn("[bold]alphazero {task.fields[game]}"),
             BarColumn(),
             TextColumn("{task.fields[iterations]}"),

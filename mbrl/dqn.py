@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 import tyro
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
 from mbrl.envs import check_env_id, evaluate
-from mbrl.logger import Logger
+from mbrl.logger import Logger, RunProgress
 from mbrl.nets import mlp
 from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
 
@@ -399,7 +399,7 @@ class DQN:
         started = time.perf_counter()
         train_metrics: dict[str, float] = {}
         last_eval: dict[str, float] = {}
-        with Progress(
+        with RunProgress(
             TextColumn(f"[bold]dqn {c.env}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total} steps"),

@@ -7,12 +7,32 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-__all__ = ["Logger"]
+__all__ = ["Logger", "RunProgress"]
+
+
+class RunProgress(Progress):
+    """rich's progress bar; where the console is not a terminal (a log file, ``nohup``,
+    CI) it prints the bar's line every ``every`` seconds instead, so that long runs
+    show their progress there too."""
+
+    def __init__(self, *columns, console: Console, every: float = 60.0, **kwargs):
+        super().__init__(*columns, console=console, **kwargs)
+        self._plain = not console.is_terminal and not console.quiet
+        self._every, self._last = every, time.monotonic()
+
+    def update(self, task_id: TaskID, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        if self._plain and time.monotonic() - self._last >= self._every:
+            self._last = time.monotonic()
+            tasks = [task for task in self.tasks if task.id == task_id]
+            self.console.print(self.make_tasks_table(tasks))
 
 
 class Logger:

@@ -30,11 +30,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
 from mbrl.envs import check_env_id, make_env
-from mbrl.logger import Logger
+from mbrl.logger import Logger, RunProgress
 from mbrl.runs import atomic_save, config_to_json, load_checkpoint
 
 __all__ = [
@@ -241,7 +241,7 @@ class EnsembleQ(nn.Module):
         biases = [b[pick] for b in self.biases]
         x = x.expand(weights[0].shape[0], *x.shape)  # [E, B, in], no copy
         for weight, bias in zip(weights[:-1], biases[:-1]):
-            x = torch.relu(torch.baddbmm(bias, x, weight))  # relu(bias + x @ weight): [E, B, out]
+            x = torch.baddbmm(bias, x, weight).relu_()  # relu(bias + x @ weight): [E, B, out]
         # The output layer (out = 1) as a product and a sum: the same numbers, but
         # several times faster on the CPU than a batched matmul with one column.
         weight, bias = weights[-1], biases[-1]
@@ -476,7 +476,7 @@ class RunLog:
         (self.run_dir / "config.json").write_text(json.dumps(config_to_json(self.config), indent=2))
         self.logger = Logger(self.run_dir, self.console)
         self.logger.truncate_after(self.start)
-        self.progress = Progress(
+        self.progress = RunProgress(
             TextColumn(f"[bold]{self.algo} {self.config.env}"),
             BarColumn(),
             MofNCompleteColumn(),

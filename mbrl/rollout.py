@@ -29,11 +29,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
 from mbrl.envs import RunningMeanStd, evaluate, make_vector_env
-from mbrl.logger import Logger
+from mbrl.logger import Logger, RunProgress
 from mbrl.nets import mlp
 from mbrl.returns import gae
 from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
@@ -374,7 +374,7 @@ class OnPolicyLoop:
             0,
             0.0,
         )
-        with Progress(
+        with RunProgress(
             TextColumn(f"[bold]{self.algo} {config.env}"),
             BarColumn(),
             MofNCompleteColumn(),

@@ -272,3 +272,26 @@ def test_ray_backend(tmp_path):
     finally:
         ray.shutdown()
     assert all(cell_state(p) == "done" for p in sweep.iterdir() if p.is_dir())
+
+
+def test_progress_prints_plain_lines_where_there_is_no_terminal():
+    import io
+
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, TextColumn
+
+    from mbrl.logger import RunProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80)  # a file: not a terminal
+    assert not console.is_terminal
+    with RunProgress(TextColumn("sac"), MofNCompleteColumn(), console=console, every=0) as bar:
+        task = bar.add_task("train", total=10)
+        for step in (3, 7):
+            bar.update(task, completed=step)
+    text = buffer.getvalue()
+    assert "3/10" in text and "7/10" in text
+    quiet = io.StringIO()
+    with RunProgress(TextColumn("sac"), console=Console(file=quiet, quiet=True), every=0) as bar:
+        bar.update(bar.add_task("train", total=10), completed=3)
+    assert quiet.getvalue() == ""
