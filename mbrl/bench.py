@@ -41,6 +41,7 @@ import tyro
 from rich.console import Console
 
 __all__ = [
+    "ENV_DEFAULTS",
     "SUITES",
     "Backend",
     "BenchConfig",
@@ -59,6 +60,12 @@ SUITES: dict[str, dict[str, int]] = {
         "Walker2d-v5": 1_000_000,
         "Ant-v5": 1_000_000,
     },
+}
+#: Config fields given, per environment, to the agents whose configs have them (before
+#: --overrides): on MuJoCo the on-policy agents normalise observations and rewards,
+#: as CleanRL's and the RL Zoo's MuJoCo settings do.
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    env: {"normalize_obs": True, "normalize_reward": True} for env in SUITES["mujoco"]
 }
 #: Budget of an environment that no suite names.
 DEFAULT_STEPS = 100_000
@@ -227,6 +234,8 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
                 extra["eval_every"] = max(1, budget // config.num_evals)
             if "checkpoint_every" in fields:
                 extra["checkpoint_every"] = max(1, budget // 10)
+            defaults = ENV_DEFAULTS.get(env, {})
+            extra.update({k: v for k, v in defaults.items() if k in fields})
             overrides = config.agent_overrides(agent)
             unknown = set(overrides) - fields
             if unknown:

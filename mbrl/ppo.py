@@ -88,6 +88,9 @@ class PPOConfig:
     """Hidden layer sizes of the policy and of the value MLP (tanh)."""
     normalize_obs: bool = False
     """Normalise observations with running mean and std (saved with the agent)."""
+    normalize_reward: bool = False
+    """Divide rewards by the running std of the discounted return, clipped to +-10
+    (SB3 VecNormalize, CleanRL's MuJoCo PPO); evaluation returns stay raw."""
     eval_every: int = 10_000
     """Environment steps between deterministic evaluations (eval/mean_return)."""
     eval_episodes: int = 10

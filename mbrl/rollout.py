@@ -260,8 +260,9 @@ class OnPolicyLoop:
     """Environments, rollouts, run folder, logging, evaluation and checkpoints of one agent.
 
     ``config`` needs the fields checked by :func:`check_common_config` plus
-    ``normalize_obs``. The agent creates its optimisers over ``loop.policy``
-    and registers them in ``loop.optimizers`` (they are checkpointed).
+    ``normalize_obs`` and ``normalize_reward``. The agent creates its optimisers
+    over ``loop.policy`` and registers them in ``loop.optimizers`` (they are
+    checkpointed).
     """
 
     def __init__(
@@ -287,6 +288,9 @@ class OnPolicyLoop:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.obs_rms = RunningMeanStd((self.obs_dim,)) if config.normalize_obs else None
+        # reward scaling: running variance of the discounted return of each env
+        self.return_rms = RunningMeanStd(()) if config.normalize_reward else None
+        self._discounted = np.zeros(config.num_envs, np.float64)
         action_shape = () if self.policy.discrete else (self.policy.action_dim,)
         self.buffer = RolloutBuffer(config.num_steps, config.num_envs, self.obs_dim, action_shape)
         if not self.policy.discrete:
@@ -308,6 +312,15 @@ class OnPolicyLoop:
                 self.obs_rms.update(obs)
             obs = self.obs_rms.normalize(obs)
         return torch.from_numpy(obs)
+
+    def _scale_rewards(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """``reward / std(discounted return)``, clipped to [-10, 10], if configured."""
+        if self.return_rms is None:
+            return reward
+        self._discounted = self._discounted * self.config.gamma + reward
+        self.return_rms.update(self._discounted)
+        self._discounted[done] = 0.0
+        return np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
 
     def _env_action(self, action: Tensor) -> np.ndarray:
         if self.policy.discrete:
@@ -337,8 +350,10 @@ class OnPolicyLoop:
             buf.values[t] = policy.value(obs)
             next_obs, reward, terminated, truncated, info = envs.step(self._env_action(action))
             self.next_obs = self._prepare(next_obs, update=True)
+            done = terminated | truncated
+            reward = self._scale_rewards(reward, done)  # episode stats stay raw
             buf.rewards[t] = torch.from_numpy(reward.astype(np.float32))
-            buf.dones[t] = torch.from_numpy((terminated | truncated).astype(np.float32))
+            buf.dones[t] = torch.from_numpy(done.astype(np.float32))
             buf.truncated_values[t] = 0.0
             cut = truncated & ~terminated  # a time limit: bootstrap with V(final obs)
             if cut.any():
@@ -466,6 +481,8 @@ class OnPolicyLoop:
                 for k in ("episode_returns", "episode_lengths", "prev_dones", "episode_count")
             },
             "pending_episodes": list(self._episodes),
+            "return_rms": None if self.return_rms is None else self.return_rms.state_dict(),
+            "discounted": self._discounted.copy(),
         }
         return atomic_save(payload, path or self.checkpoint_path)
 
@@ -485,6 +502,9 @@ class OnPolicyLoop:
         for key, value in payload["episode_stats"].items():
             setattr(self.envs, key, value)
         self._episodes = list(payload["pending_episodes"])
+        if self.return_rms is not None and payload.get("return_rms") is not None:
+            self.return_rms.load_state_dict(payload["return_rms"])
+            self._discounted = payload["discounted"].copy()
         self.counters = dict(payload["counters"])
 
 

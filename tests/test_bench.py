@@ -130,6 +130,15 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     assert not dry.exists()
     mujoco = BenchConfig(suite="mujoco", total_steps=1000)
     assert mujoco.env_ids()[0] == "HalfCheetah-v5" and mujoco.budget("Hopper-v5") == 1000
+    # On MuJoCo, on-policy agents normalise observations and rewards unless overridden.
+    cells, _ = plan_cells(
+        dataclasses.replace(
+            mujoco, agents=("ppo", "sac"), seeds=(0,), overrides=("ppo.normalize_obs=false",)
+        )
+    )
+    ppo = next(c for c in cells if c.agent == "ppo")
+    assert ppo.config["normalize_reward"] is True and ppo.config["normalize_obs"] is False
+    assert "normalize_reward" not in next(c for c in cells if c.agent == "sac").config
 
 
 def test_config_errors(fake_agents):

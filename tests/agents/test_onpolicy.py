@@ -205,6 +205,24 @@ def test_save_load_round_trip_gives_the_same_actions(cls, env, tmp_path):
     np.testing.assert_array_equal(actions, cls.load(agent.run_dir).predict(obs.astype(np.float32)))
 
 
+def test_reward_scaling_matches_a_plain_loop(tmp_path):
+    """r / std(all discounted returns so far), each env's return restarting after its episode."""
+    config = small_config(PPO, "CartPole-v1", tmp_path, normalize_reward=True, gamma=0.9)
+    loop = PPO(config.env, config).loop
+    rng = np.random.default_rng(0)
+    running, seen = np.zeros(config.num_envs), []
+    for _ in range(200):
+        reward = rng.normal(3.0, 2.0, size=config.num_envs)
+        done = rng.random(config.num_envs) < 0.1
+        got = loop._scale_rewards(reward, done)
+        running = 0.9 * running + reward
+        seen.extend(running)
+        np.testing.assert_allclose(got, np.clip(reward / np.std(seen), -10, 10), rtol=1e-3)
+        running[done] = 0.0
+    off = small_config(PPO, "CartPole-v1", tmp_path)
+    assert PPO(off.env, off).loop._scale_rewards(reward, done) is reward
+
+
 class Killed(Exception):
     pass
 
@@ -213,7 +231,9 @@ class Killed(Exception):
 def test_resume_after_a_kill_continues_the_same_run(cls, tmp_path):
     """Killed after its second checkpoint, resumed, it ends where an uninterrupted run ends."""
     extra = {"anneal_lr": True} if cls in (PPO, A2C) else {}
-    config = small_config(cls, "CartPole-v1", tmp_path, normalize_obs=True, **extra)
+    config = small_config(
+        cls, "CartPole-v1", tmp_path, normalize_obs=True, normalize_reward=True, **extra
+    )
     steps_per_update = config.num_envs * config.num_steps
     config = dataclasses.replace(config, checkpoint_every=2 * steps_per_update, log_every=1)
     total = 8 * steps_per_update
