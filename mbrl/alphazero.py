@@ -45,7 +45,7 @@ from mbrl.logger import Logger, RunProgress
 from mbrl.model import GameModel
 from mbrl.nets import PolicyValueNet
 from mbrl.planners.mcts import MCTSConfig, RootPolicy
-from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
+from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint, new_run_dir
 from mbrl.selfplay import (
     FinishedGames,
     MCTSAgentPlayer,
@@ -295,7 +295,9 @@ class AlphaZero:
         """Continue a run from its last checkpoint."""
         run_dir = Path(run_dir)
         payload = _load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-        agent = cls(_config_from_json(payload["config"]), run_dir=run_dir, console=console)
+        agent = cls(
+            config_from_json(AlphaZeroConfig, payload["config"]), run_dir=run_dir, console=console
+        )
         agent.net.load_state_dict(payload["net"])
         agent.optimizer.load_state_dict(payload["optimizer"])
         agent.replay.load_state_dict(payload["replay"])
@@ -464,15 +466,6 @@ def _random_symmetry(game, obs: Tensor, policy: Tensor, rng: np.random.Generator
     return all_obs[pick, rows], all_policy[pick, rows]
 
 
-def _config_from_json(data: dict) -> AlphaZeroConfig:
-    data = dict(data)
-    data["root_policy"] = RootPolicy(data["root_policy"])
-    data["backend"] = Backend(data.get("backend", "local"))
-    if data.get("eval_opponents") is not None:
-        data["eval_opponents"] = tuple(data["eval_opponents"])
-    return AlphaZeroConfig(**data)
-
-
 def _load_checkpoint(path: Path) -> dict:
     return load_checkpoint(path, FORMAT)
 
@@ -512,7 +505,7 @@ def load_agent(
     """
     path = resolve_agent_path(path)
     payload = _load_checkpoint(path)
-    config = _config_from_json(payload["config"])
+    config = config_from_json(AlphaZeroConfig, payload["config"])
     if game is not None and game.spec.name != config.game:
         raise ValueError(f"checkpoint {path} is for {config.game}, not {game.spec.name}")
     game = game or games.make(config.game)

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from mbrl.envs import check_env_id, evaluate
 from mbrl.logger import Logger, RunProgress
 from mbrl.nets import mlp
-from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
+from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint, new_run_dir
 
 __all__ = ["DQN", "DQNConfig", "Loss", "ReplayBuffer", "linear_schedule", "td_target"]
 
@@ -502,7 +502,7 @@ class DQN:
         if path.is_dir():
             path = path / "checkpoints" / "latest.pt"
         payload = load_checkpoint(path, CHECKPOINT_FORMAT)
-        config = DQNConfig(**payload["config"])
+        config = config_from_json(DQNConfig, payload["config"])
         if run_dir is None and path.parent.name == "checkpoints":
             run_dir = path.parent.parent
         agent = cls(config.env, config, run_dir=run_dir, console=console)

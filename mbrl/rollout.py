@@ -15,12 +15,10 @@ Shapes: T steps per rollout, N environments, B batch, A actions (or action dims)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import pickle
 import time
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from mbrl.envs import RunningMeanStd, evaluate, make_vector_env
 from mbrl.logger import Logger, RunProgress
 from mbrl.nets import mlp
 from mbrl.returns import gae
-from mbrl.runs import atomic_save, config_to_json, load_checkpoint, new_run_dir
+from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint, new_run_dir
 
 __all__ = [
     "ActorCritic",
@@ -44,7 +42,6 @@ __all__ = [
     "RolloutBuffer",
     "adam",
     "check_common_config",
-    "config_from_json",
     "explained_variance",
     "load_agent",
     "resume_agent",
@@ -85,20 +82,6 @@ def check_positive(config: Any, *fields: str) -> None:
         value = getattr(config, field)
         if not value > 0:
             raise ValueError(f"{type(config).__qualname__}.{field} must be > 0, got {value}")
-
-
-def config_from_json(config_cls: type, data: dict) -> Any:
-    """Rebuild a config written by :func:`mbrl.runs.config_to_json` (lists back to tuples)."""
-    hints = typing.get_type_hints(config_cls)
-    kwargs = {}
-    for field in dataclasses.fields(config_cls):
-        if field.name not in data:
-            continue
-        value = data[field.name]
-        if isinstance(value, list) and "tuple" in str(hints[field.name]):
-            value = tuple(value)
-        kwargs[field.name] = value
-    return config_cls(**kwargs)
 
 
 def explained_variance(returns: Tensor, values: Tensor) -> float:

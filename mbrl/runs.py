@@ -10,13 +10,14 @@ import dataclasses
 import json
 import os
 import time
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_save", "config_to_json", "load_checkpoint", "new_run_dir"]
+__all__ = ["atomic_save", "config_from_json", "config_to_json", "load_checkpoint", "new_run_dir"]
 
 
 def new_run_dir(root: str | Path, algo: str, world: str) -> Path:
@@ -38,6 +39,27 @@ def config_to_json(config: Any) -> dict:
         value = getattr(config, field.name)
         out[field.name] = value.value if isinstance(value, Enum) else value
     return json.loads(json.dumps(out))
+
+
+def config_from_json(config_cls: type, data: dict) -> Any:
+    """The inverse of :func:`config_to_json`: lists back to tuples, Enum values back to
+    members. Fields missing from ``data`` keep their defaults (checkpoints of older
+    versions load); fields the class does not have are an error."""
+    names = {field.name for field in dataclasses.fields(config_cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{config_cls.__qualname__} has no fields {unknown}")
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if isinstance(value, list) and "tuple" in str(hint):
+            value = tuple(value)
+        for kind in typing.get_args(hint) or (hint,):
+            if isinstance(kind, type) and issubclass(kind, Enum) and value is not None:
+                value = kind(value)
+        kwargs[name] = value
+    return config_cls(**kwargs)
 
 
 def atomic_save(payload: dict, path: str | Path) -> Path:

@@ -38,24 +38,28 @@ from rich.console import Console
 from torch import Tensor
 
 from mbrl.envs import evaluate
-from mbrl.replay import (
-    Batch,
-    Collector,
+from mbrl.nets import (
     DeterministicActor,
     EnsembleQ,
-    ModelHook,
-    ReplayBuffer,
-    ReplayOnly,
-    check_continuous_env,
     frozen,
-    load_agent,
     make_adam,
+    soft_update,
+)
+from mbrl.offpolicy import (
+    Collector,
+    check_continuous_env,
+    load_agent,
     resume_agent,
     rng_parts,
     save_agent,
-    soft_update,
     train_off_policy,
     validate_offpolicy_config,
+)
+from mbrl.replay import (
+    Batch,
+    ModelHook,
+    ReplayBuffer,
+    ReplayOnly,
 )
 from mbrl.runs import new_run_dir
 
@@ -243,7 +247,7 @@ class TD3:
     # ---------------------------------------------------------------- the loop
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (counting steps already done);
-        the loop (lines 3-13 above) is :func:`mbrl.replay.train_off_policy`."""
+        the loop (lines 3-13 above) is :func:`mbrl.offpolicy.train_off_policy`."""
         return train_off_policy(self, "td3", total_steps)
 
     # ------------------------------------------------------------- checkpoints

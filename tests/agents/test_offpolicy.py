@@ -12,13 +12,15 @@ from torch import nn
 
 from mbrl.ddpg import DDPG
 from mbrl.model import UnknownNameError
-from mbrl.replay import (
-    Batch,
+from mbrl.nets import (
     EnsembleQ,
-    ModelHook,
-    ReplayBuffer,
     SquashedGaussianActor,
     soft_update,
+)
+from mbrl.replay import (
+    Batch,
+    ModelHook,
+    ReplayBuffer,
 )
 from mbrl.sac import SAC
 from mbrl.td3 import TD3
