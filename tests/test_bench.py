@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mbrl import registry
-from mbrl.bench import BenchConfig, Cell, cell_state, plan_cells, run_sweep
+from mbrl.bench import BenchConfig, Cell, cell_state, plan_cells, run_order, run_sweep
 from mbrl.logger import Logger
 from mbrl.model import UnknownNameError
 from mbrl.report import (
@@ -130,6 +130,16 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     assert not dry.exists()
     mujoco = BenchConfig(suite="mujoco", total_steps=1000)
     assert mujoco.env_ids()[0] == "HalfCheetah-v5" and mujoco.budget("Hopper-v5") == 1000
+    quick, _ = plan_cells(BenchConfig(suite="quick", agents=("ppo", "sac", "dqn"), seeds=(0,)))
+    order = [(c.agent, c.env) for c in run_order(quick)]
+    assert order == [
+        ("sac", "Pendulum-v1"),
+        ("sac", "InvertedPendulum-v5"),
+        ("dqn", "CartPole-v1"),
+        ("ppo", "CartPole-v1"),
+        ("ppo", "Pendulum-v1"),
+        ("ppo", "InvertedPendulum-v5"),
+    ]
     # On MuJoCo, on-policy agents normalise observations and rewards unless overridden.
     cells, _ = plan_cells(
         dataclasses.replace(
