@@ -153,6 +153,51 @@ class EnsembleQ(nn.Module):
         weight, bias = weights[-1], biases[-1]
         return (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
 
+    def min_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """``min_e Q_e(obs, action)`` ``[B]``, differentiable in ``action`` only: the
+        objective of an actor through frozen critics (SAC, the min over members).
+
+        Equal to ``self(obs, action).min(0).values`` with the parameters frozen, but
+        the backward pass sends each row through its minimising member alone (as
+        autograd's min does), so it costs one member's matmuls instead of E.
+        """
+        x = torch.cat([obs.flatten(1).detach(), action], dim=1)
+        return _MinQ.apply(x, list(self.weights), list(self.biases))
+
+
+class _MinQ(torch.autograd.Function):
+    """min over the members of an :class:`EnsembleQ`, gradient to the input rows only."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+        weights = [w.detach() for w in weights]
+        h = x.expand(weights[0].shape[0], *x.shape)
+        hidden = []
+        for weight, bias in zip(weights[:-1], biases[:-1]):
+            h = torch.baddbmm(bias.detach(), h, weight).relu_()
+            hidden.append(h)
+        q = (h * weights[-1].transpose(1, 2)).sum(-1) + biases[-1].detach().squeeze(-1)
+        values, member = q.min(0)
+        ctx.save_for_backward(member, *weights, *hidden)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        member, *saved = ctx.saved_tensors
+        num_layers = (len(saved) + 1) // 2
+        weights, hidden = saved[:num_layers], saved[num_layers:]
+        grad_x = grad.new_empty(len(grad), weights[0].shape[1])
+        for e in range(weights[0].shape[0]):
+            rows = torch.nonzero(member == e).squeeze(1)
+            if len(rows) == 0:
+                continue
+            g = grad[rows, None] * weights[-1][e, :, 0]  # [n, H]
+            for layer in range(num_layers - 2, -1, -1):
+                g = g * (hidden[layer][e, rows] > 0)  # through the ReLU
+                g = g @ weights[layer][e].T
+            grad_x[rows] = g
+        return grad_x, None, None
+
 
 def _relu_mlp(sizes: Sequence[int]) -> nn.Sequential:
     layers: list[nn.Module] = []

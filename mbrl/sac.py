@@ -45,7 +45,6 @@ from mbrl.envs import evaluate
 from mbrl.nets import (
     EnsembleQ,
     SquashedGaussianActor,
-    frozen,
     make_adam,
     soft_update,
 )
@@ -237,9 +236,8 @@ class SAC:
         self.critic_optimizer.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_optimizer.step()
-        # 11. actor through the (frozen) updated critics
-        with frozen(self.critic):
-            q_pi = self.critic(batch.obs, action_pi).min(0).values
+        # 11. actor through the updated critics (frozen: gradient to the action only)
+        q_pi = self.critic.min_q(batch.obs, action_pi)
         actor_loss = (alpha * log_prob_pi - q_pi).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()

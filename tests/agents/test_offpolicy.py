@@ -15,6 +15,7 @@ from mbrl.model import UnknownNameError
 from mbrl.nets import (
     EnsembleQ,
     SquashedGaussianActor,
+    frozen,
     soft_update,
 )
 from mbrl.replay import (
@@ -203,6 +204,22 @@ def test_squashed_gaussian_log_prob_matches_change_of_variables():
     expected = gaussian - torch.log(1 - unit.pow(2)).sum(-1)
     torch.testing.assert_close(log_prob, expected, rtol=1e-3, atol=1e-3)
     assert ((action >= torch.tensor([-2.0, 0.0])) & (action <= torch.tensor([2.0, 1.0]))).all()
+
+
+@pytest.mark.parametrize("num_members, hidden", [(2, (16, 8)), (3, (8,)), (1, (8, 8, 4))])
+def test_min_q_equals_autograd_through_the_frozen_critics(num_members, hidden):
+    critic = EnsembleQ(3, 2, hidden, num_members=num_members)
+    obs = torch.randn(64, 3)
+    action = torch.randn(64, 2, requires_grad=True)
+    with frozen(critic):
+        reference = critic(obs, action).min(0).values
+    (expected,) = torch.autograd.grad((reference * torch.arange(64.0)).sum(), action)
+    fast_action = action.detach().requires_grad_(True)
+    fast = critic.min_q(obs, fast_action)
+    torch.testing.assert_close(fast, reference.detach())
+    (fast * torch.arange(64.0)).sum().backward()
+    torch.testing.assert_close(fast_action.grad, expected)
+    assert all(p.grad is None for p in critic.parameters())
 
 
 # ------------------------------------------------------------------- SAC's alpha
