@@ -137,6 +137,11 @@ class DQNConfig:
         for name in ("learning_starts", "eval_every", "seed", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise ValueError(f"DQN config: {name} must be >= 0, got {getattr(self, name)}")
+        if self.learning_starts >= self.total_steps:
+            raise ValueError(
+                f"DQN config: learning_starts ({self.learning_starts}) must be < total_steps "
+                f"({self.total_steps}): no update would happen"
+            )
         if not self.learning_rate > 0:
             raise ValueError(f"DQN config: learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.gamma < 1:

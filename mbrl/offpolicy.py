@@ -73,6 +73,11 @@ def validate_offpolicy_config(config: Any) -> None:
             raise ValueError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
     if config.learning_starts < 0:
         raise ValueError(f"{name}.learning_starts must be >= 0, got {config.learning_starts}")
+    if config.learning_starts >= config.total_steps:
+        raise ValueError(
+            f"{name}.learning_starts ({config.learning_starts}) must be < total_steps "
+            f"({config.total_steps}): no update would happen"
+        )
     if config.batch_size > config.buffer_size:
         raise ValueError(
             f"{name}.batch_size ({config.batch_size}) must be <= buffer_size ({config.buffer_size})"

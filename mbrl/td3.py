@@ -82,8 +82,8 @@ class TD3Config:
     """Folder under which the run folder ``td3-<env>-<time>`` is made."""
     buffer_size: int = 1_000_000
     """Transitions kept in the replay buffer (oldest dropped first); 1e5-1e6."""
-    learning_starts: int = 25_000
-    """Uniformly random steps before the first update (paper: 25k on MuJoCo, 1k-10k small envs)."""
+    learning_starts: int = 5_000
+    """Uniformly random steps before the first update (CleanRL, MuJoCo: 25k; small envs: 1k-10k)."""
     batch_size: int = 256
     """Minibatch size of each gradient step; 100-512."""
     gamma: float = 0.99

@@ -128,8 +128,8 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     assert next(c for c in cells if c.agent == "fake").config["crash_at"] == 7
     dry = run_sweep(dataclasses.replace(config, dry_run=True, root=str(tmp_path)))
     assert not dry.exists()
-    mujoco = BenchConfig(suite="mujoco", total_steps=1000)
-    assert mujoco.env_ids()[0] == "HalfCheetah-v5" and mujoco.budget("Hopper-v5") == 1000
+    mujoco = BenchConfig(suite="mujoco", total_steps=10_000)
+    assert mujoco.env_ids()[0] == "HalfCheetah-v5" and mujoco.budget("Hopper-v5") == 10_000
     quick, _ = plan_cells(BenchConfig(suite="quick", agents=("ppo", "sac", "dqn"), seeds=(0,)))
     order = [(c.agent, c.env) for c in run_order(quick)]
     assert order == [

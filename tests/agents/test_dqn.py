@@ -275,6 +275,8 @@ def test_errors(tmp_path):
             small(tmp_path, **{field: value})
     with pytest.raises(ValueError, match="batch_size"):
         small(tmp_path, batch_size=2000)
+    with pytest.raises(ValueError, match="no update would happen"):
+        small(tmp_path, learning_starts=5_000, total_steps=5_000)
     with pytest.raises(FileNotFoundError):
         DQN.resume(tmp_path / "nothing")
     assert small(tmp_path, loss="mse").loss is Loss.MSE
@@ -285,6 +287,7 @@ def test_cli_trains_and_resumes(tmp_path):
 
     flags = ["--env", "CartPole-v1", "--total-steps", "300", "--run-dir", str(tmp_path)]
     flags += ["--eval-every", "0", "--eval-episodes", "1", "--hidden-sizes", "16"]
+    flags += ["--learning-starts", "100"]
     cli.main(["train", "dqn", *flags])
     (run,) = tmp_path.iterdir()
     assert run.name.startswith("dqn-CartPole-v1-")

@@ -250,7 +250,8 @@ def test_sac_without_autotune_keeps_alpha(tmp_path):
     ],
 )
 def test_time_limits_bootstrap_and_final_observation_is_kept(tmp_path, env_id, terminal):
-    agent = TD3(env_id, small(TD3, env_id, learning_starts=1_000, run_dir=str(tmp_path)))
+    config = small(TD3, env_id, learning_starts=1_000, total_steps=2_000, run_dir=str(tmp_path))
+    agent = TD3(env_id, config)
     agent.learn(7)
     replay = agent.replay
     np.testing.assert_array_equal(replay.obs[:7, 0], [0, 1, 2, 0, 1, 2, 0])
@@ -399,6 +400,8 @@ def test_bad_env_ids_discrete_envs_and_bad_configs_are_rejected(tmp_path, cls):
             dataclasses.replace(base, **{field: value})
     with pytest.raises(ValueError, match="batch_size"):
         dataclasses.replace(base, batch_size=100, buffer_size=10)
+    with pytest.raises(ValueError, match="no update would happen"):
+        dataclasses.replace(base, learning_starts=25_000, total_steps=20_000)
     with pytest.raises(UnknownNameError):
         dataclasses.replace(base, env="NoSuchEnv-v9")
     with pytest.raises(FileNotFoundError):
