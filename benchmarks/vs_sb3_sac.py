@@ -1,6 +1,7 @@
 """SAC speed and returns against Stable-Baselines3, same process, same hyperparameters.
 
     python benchmarks/vs_sb3_sac.py --env Pendulum-v1 --steps 10000 --seed 1
+    python benchmarks/vs_sb3_sac.py --update-costs     # ms per update, and the matmul floor
 
 Both agents: 256x256 actor and critics, batch 256, Adam 3e-4, buffer 1e6, one
 gradient step per environment step, alpha learned from 1.0 with target -dim(A),
@@ -107,6 +108,47 @@ def race(args, run_dir: str) -> dict[str, tuple[float, float]]:
     return results
 
 
+def update_costs(args, run_dir: str, repeats: int = 300) -> None:
+    """Milliseconds per gradient update (no env steps) of both agents on the same kind
+    of minibatch, and the floor: the update's 15 products of 256x256x256 alone."""
+    import statistics
+
+    from mbrl.replay import Batch
+
+    ours, sb3 = make_ours(args, run_dir), make_sb3(args)
+    sb3.learn(args.learning_starts + 300)  # fills SB3's replay buffer, builds its logger
+    obs_dim, action_dim = ours.obs_shape[0], ours.actor.scale.action_scale.numel()
+    batch = Batch(
+        torch.randn(256, obs_dim),
+        torch.rand(256, action_dim) * 2 - 1,
+        torch.randn(256),
+        torch.randn(256, obs_dim),
+        torch.zeros(256),
+    )
+    left, right = torch.randn(256, 256), torch.randn(256, 256)
+
+    def floor() -> None:
+        for _ in range(15):
+            left @ right
+
+    runs = {
+        "mbrl": lambda: [ours.update(batch) for _ in range(repeats)],
+        "sb3": lambda: sb3.train(gradient_steps=repeats, batch_size=256),
+        "floor": lambda: [floor() for _ in range(repeats)],
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(5):  # interleaved, median of 5
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) / repeats * 1e3)
+    ms = {name: statistics.median(values) for name, values in times.items()}
+    print(f"SAC update on {args.env}, batch 256, 256x256, {args.threads} thread(s), ms/update:")
+    for name, value in ms.items():
+        print(f"  {name:5s} {value:6.2f}")
+    print(f"  ratio sb3 / mbrl: {ms['sb3'] / ms['mbrl']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Pendulum-v1")
@@ -116,9 +158,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=500, help="steps per turn of each agent")
+    parser.add_argument(
+        "--update-costs", action="store_true", help="time the gradient updates alone instead"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as run_dir:
+        if args.update_costs:
+            update_costs(args, run_dir)
+            return
         results = race(args, run_dir)
     print(f"SAC on {args.env}, {args.steps} steps, seed {args.seed}, {args.threads} thread(s)")
     for name, (sps, mean_return) in results.items():
