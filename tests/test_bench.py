@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mbrl import registry
 from mbrl.bench import BenchConfig, Cell, cell_state, plan_cells, run_order, run_sweep
@@ -90,12 +89,7 @@ def fake_agents(monkeypatch):
     monkeypatch.setitem(registry.AGENTS, "fakecont", "tests.test_bench:ContinuousOnlyAgent")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def calls(cell_dir: Path) -> list[int]:

@@ -45,13 +45,7 @@ class BanditEnv(gym.Env):
         return np.zeros(3, np.float32), reward, True, False, {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks are fastest on one thread (and the CI machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 gym.register("mbrl-test/ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=30)

@@ -74,13 +74,7 @@ for _id, _entry, _kwargs, _limit in [
         gym.register(id=_id, entry_point=_entry, kwargs=_kwargs, max_episode_steps=_limit)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one thread is faster, and the same on every machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(cls, env="MbrlTest/TargetBandit-v0", **overrides):

@@ -63,13 +63,7 @@ gym.register("OneHotBandit-v0", entry_point=OneHotBandit)
 gym.register("ConstantReward-v0", entry_point=ConstantReward, max_episode_steps=20)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one thread is fastest (and spin-waiting threads crawl on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 QUIET = {"eval_episodes": 0, "eval_every": 10**9, "checkpoint_every": 10**9}
