@@ -31,8 +31,8 @@ import tyro
 from rich.console import Console
 
 from mbrl import games
-from mbrl.alphazero import AlphaZero, AlphaZeroConfig, PolicyPlayer, load_agent
-from mbrl.arena import play_match
+from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, PolicyPlayer, load_agent
+from mbrl.evaluation.arena import play_match
 from mbrl.games.players import make_player
 
 
@@ -97,7 +97,7 @@ def main(config: Config, train_args: list[str]) -> None:
             f"({result.wins / result.num_games:.1%} wins, {seconds:.0f} s)"
         )
     if config.mistakes:
-        from mbrl.mistakes import mistake_rate, solver_positions
+        from mbrl.evaluation.mistakes import mistake_rate, solver_positions
 
         positions = solver_positions(config.mistakes, max_plies=14, seed=config.seed)
         policy = PolicyPlayer(game, agent.evaluator.net)

@@ -6,7 +6,7 @@ Four measurements, same process, same start position (the empty board):
    ``RandomRolloutEvaluator(1)`` (uct_c 2, MCTS-Solver on: the classic bot of
    ``mbrl.games.players.OpenSpielMCTSPlayer``), timed on ``mcts_search`` from
    one position, against our batched ``search`` (PUCT, no root noise) with
-   ``mbrl.evaluators.RandomRolloutEvaluator`` over B copies of the position.
+   ``mbrl.planners.evaluators.RandomRolloutEvaluator`` over B copies of the position.
    Simulations/s = B * num_simulations / time (OpenSpiel: the root's
    ``explore_count`` / time).
 2. **Network evaluator.** Ours: ``NetworkEvaluator`` with the game's
@@ -63,10 +63,10 @@ from open_spiel.python.utils import lru_cache
 
 import mbrl.planners.mcts as our_mcts
 from mbrl import games
-from mbrl.alphazero import NET_SIZES, AlphaZero, AlphaZeroConfig, NetworkEvaluator
-from mbrl.evaluators import RandomRolloutEvaluator
-from mbrl.nets import PolicyValueNet
+from mbrl.algorithms.alphazero import NET_SIZES, AlphaZero, AlphaZeroConfig, NetworkEvaluator
+from mbrl.planners.evaluators import RandomRolloutEvaluator
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.training.nets import PolicyValueNet
 
 
 @dataclass(frozen=True, kw_only=True)

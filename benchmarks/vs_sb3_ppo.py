@@ -32,8 +32,8 @@ import time
 import numpy as np
 import torch
 
-from mbrl.envs import evaluate
 from mbrl.registry import agent_class
+from mbrl.training.envs import evaluate
 
 ENV = "CartPole-v1"
 THRESHOLD = 475.0

@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from mbrl.envs import evaluate
-from mbrl.sac import SAC
+from mbrl.algorithms.sac import SAC
+from mbrl.training.envs import evaluate
 
 
 class Timed:
@@ -113,7 +113,7 @@ def update_costs(args, run_dir: str, repeats: int = 300) -> None:
     of minibatch, and the floor: the update's 15 products of 256x256x256 alone."""
     import statistics
 
-    from mbrl.replay import Batch
+    from mbrl.training.replay import Batch
 
     ours, sb3 = make_ours(args, run_dir), make_sb3(args)
     sb3.learn(args.learning_starts + 300)  # fills SB3's replay buffer, builds its logger

@@ -10,7 +10,7 @@ import tempfile
 import gymnasium as gym
 import torch
 
-from mbrl.sac import SAC
+from mbrl.algorithms.sac import SAC
 
 
 def main(steps: int = 20_000, seed: int = 1) -> None:

@@ -1,9 +1,12 @@
 """mbrl: model-based reinforcement learning through one batched model interface.
 
-Subpackages: :mod:`mbrl.games` (exact game models), :mod:`mbrl.planners`
-(MCTS, CEM, shooting), :mod:`mbrl.models` (learned dynamics).
+Subpackages by role: :mod:`mbrl.games` (exact game models), :mod:`mbrl.planners`
+(MCTS and evaluators), :mod:`mbrl.models` (learned dynamics),
+:mod:`mbrl.algorithms` (one file per algorithm), :mod:`mbrl.training` (runs,
+rollouts, replay, self-play), :mod:`mbrl.evaluation` (arena, bench, report).
 """
 
+from mbrl import _compat
 from mbrl.model import (
     Evaluation,
     Evaluator,
@@ -15,6 +18,8 @@ from mbrl.model import (
     Step,
     UnknownNameError,
 )
+
+_compat.install()  # old module names (mbrl.sac, mbrl.replay, ...) still import
 
 __version__ = "0.1.0"
 

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mbrl import games
-from mbrl.arena import play_games
-from mbrl.bench import BenchConfig
+from mbrl.evaluation.arena import play_games
+from mbrl.evaluation.bench import BenchConfig
+from mbrl.evaluation.report import ReportConfig
 from mbrl.games.players import QuitGame, make_player, player_specs
 from mbrl.model import UnknownNameError
-from mbrl.report import ReportConfig
 
 console = Console(highlight=False)
 
@@ -118,7 +118,7 @@ def run_games() -> None:
 def build_player(spec: str, game, seed: int = 0, **human_io):
     """A player from its spec; ``agent:<run or checkpoint>[@simulations]`` is a trained agent."""
     if spec.startswith("agent:"):
-        from mbrl.alphazero import load_agent
+        from mbrl.algorithms.alphazero import load_agent
 
         path, _, sims = spec.removeprefix("agent:").partition("@")
         return load_agent(path, game, num_simulations=int(sims) if sims else None)
@@ -158,8 +158,8 @@ def run_play(cmd: PlayCommand) -> None:
 
 
 def run_demo(cmd: DemoCommand) -> None:
-    from mbrl.alphazero import AlphaZero, AlphaZeroConfig, load_agent
-    from mbrl.arena import round_robin
+    from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, load_agent
+    from mbrl.evaluation.arena import round_robin
 
     console.print(
         f"[bold]mbrl demo[/bold]: AlphaZero (Gumbel root, batched MCTS) learns {cmd.game} "
@@ -195,7 +195,7 @@ def run_demo(cmd: DemoCommand) -> None:
 
 
 def run_eval(cmd: EvalCommand) -> None:
-    from mbrl.arena import round_robin
+    from mbrl.evaluation.arena import round_robin
 
     game = games.make(cmd.game)
     players = [build_player(spec, game, cmd.seed + i) for i, spec in enumerate(cmd.players)]
@@ -203,7 +203,7 @@ def run_eval(cmd: EvalCommand) -> None:
         table = round_robin(game, players, cmd.num_games, console=console)
         console.print(table.render())
     if cmd.mistakes:
-        from mbrl.mistakes import mistake_rate, mistakes_table, solver_positions
+        from mbrl.evaluation.mistakes import mistake_rate, mistakes_table, solver_positions
 
         positions = solver_positions(cmd.mistakes, seed=cmd.seed)
         reports = [mistake_rate(player, positions, game) for player in players]
@@ -267,7 +267,7 @@ def _resume_path(rest: list[str]) -> str:
 
 
 def _train_alphazero(rest: list[str]) -> None:
-    from mbrl.alphazero import AlphaZero, AlphaZeroConfig
+    from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig
 
     if "--resume" in rest:
         agent = AlphaZero.resume(_resume_path(rest), console=console)
@@ -287,13 +287,13 @@ def _train_alphazero(rest: list[str]) -> None:
 
 
 def run_bench(cmd: BenchConfig) -> None:
-    from mbrl.bench import run_sweep
+    from mbrl.evaluation.bench import run_sweep
 
     run_sweep(cmd, console=console)
 
 
 def run_report(cmd: ReportConfig) -> None:
-    from mbrl.report import write_report
+    from mbrl.evaluation.report import write_report
 
     console.print(f"report: {write_report(cmd)}")
 

@@ -16,14 +16,14 @@ from mbrl.model import UnknownNameError
 __all__ = ["AGENTS", "agent_class", "available_agents"]
 
 AGENTS: dict[str, str] = {
-    "vpg": "mbrl.vpg:VPG",
-    "a2c": "mbrl.a2c:A2C",
-    "ppo": "mbrl.ppo:PPO",
-    "trpo": "mbrl.trpo:TRPO",
-    "dqn": "mbrl.dqn:DQN",
-    "ddpg": "mbrl.ddpg:DDPG",
-    "td3": "mbrl.td3:TD3",
-    "sac": "mbrl.sac:SAC",
+    "vpg": "mbrl.algorithms.vpg:VPG",
+    "a2c": "mbrl.algorithms.a2c:A2C",
+    "ppo": "mbrl.algorithms.ppo:PPO",
+    "trpo": "mbrl.algorithms.trpo:TRPO",
+    "dqn": "mbrl.algorithms.dqn:DQN",
+    "ddpg": "mbrl.algorithms.ddpg:DDPG",
+    "td3": "mbrl.algorithms.td3:TD3",
+    "sac": "mbrl.algorithms.sac:SAC",
 }
 
 

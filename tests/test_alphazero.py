@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from mbrl import games
-from mbrl.alphazero import AlphaZero, AlphaZeroConfig, load_agent
-from mbrl.arena import play_match
+from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, load_agent
+from mbrl.evaluation.arena import play_match
 from mbrl.games import minimax
 from mbrl.games.players import make_player
 from mbrl.model import UnknownNameError
@@ -135,7 +135,7 @@ def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
 
 
 def test_shipped_connect_four_agent_loads_and_beats_random():
-    from mbrl.alphazero import shipped_agents
+    from mbrl.algorithms.alphazero import shipped_agents
 
     assert "connect_four" in shipped_agents()
     game = games.make("connect_four")

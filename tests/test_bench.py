@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 
 from mbrl import registry
-from mbrl.bench import BenchConfig, Cell, cell_state, plan_cells, run_order, run_sweep
-from mbrl.logger import Logger
-from mbrl.model import UnknownNameError
-from mbrl.report import (
+from mbrl.evaluation.bench import BenchConfig, Cell, cell_state, plan_cells, run_order, run_sweep
+from mbrl.evaluation.report import (
     ReportConfig,
     area_under_curve,
     read_curve,
@@ -23,7 +21,9 @@ from mbrl.report import (
     steps_to_threshold,
     write_report,
 )
-from mbrl.runs import atomic_save, load_checkpoint
+from mbrl.model import UnknownNameError
+from mbrl.training.logger import Logger
+from mbrl.training.runs import atomic_save, load_checkpoint
 
 
 class FakeAgent:
@@ -116,7 +116,7 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     assert len(cells) == 2 * len(pairs)
     assert len(skipped) == 3 and any("dqn on Pendulum-v1" in note for note in skipped)
     dqn = next(c for c in cells if c.agent == "dqn")
-    assert dqn.total_steps == 50_000 and dqn.target == "mbrl.dqn:DQN"
+    assert dqn.total_steps == 50_000 and dqn.target == "mbrl.algorithms.dqn:DQN"
     assert dqn.config == {"eval_every": 2500, "checkpoint_every": 5000, "learning_starts": 100}
     assert dqn.name == "dqn-CartPole-v1-seed0"
     assert next(c for c in cells if c.agent == "fake").config["crash_at"] == 7
@@ -293,7 +293,7 @@ def test_progress_prints_plain_lines_where_there_is_no_terminal():
     from rich.console import Console
     from rich.progress import MofNCompleteColumn, TextColumn
 
-    from mbrl.logger import RunProgress
+    from mbrl.training.logger import RunProgress
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=80)  # a file: not a terminal

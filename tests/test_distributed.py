@@ -1,6 +1,6 @@
 import pytest
 
-from mbrl.alphazero import AlphaZero, AlphaZeroConfig, Backend
+from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, Backend
 
 ray = pytest.importorskip("ray")
 

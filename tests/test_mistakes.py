@@ -8,8 +8,7 @@ import torch
 pytest.importorskip("bitbully")
 
 from mbrl import games
-from mbrl.games.players import make_player
-from mbrl.mistakes import (
+from mbrl.evaluation.mistakes import (
     is_critical,
     is_mistake,
     mistake_rate,
@@ -17,6 +16,7 @@ from mbrl.mistakes import (
     solver_positions,
     solver_scores,
 )
+from mbrl.games.players import make_player
 
 WIN_NOW = [0, 1, 0, 1, 0, 1]
 """x to move: column 0 wins at once, every other column loses."""

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from mbrl.alphazero import AlphaZeroConfig, Backend
+from mbrl.algorithms.alphazero import AlphaZeroConfig, Backend
+from mbrl.algorithms.sac import SACConfig
 from mbrl.planners.mcts import RootPolicy
-from mbrl.runs import config_from_json, config_to_json
-from mbrl.sac import SACConfig
+from mbrl.training.runs import config_from_json, config_to_json
 
 
 def test_configs_survive_json():

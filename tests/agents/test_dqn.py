@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mbrl.dqn import DQN, DQNConfig, Loss, ReplayBuffer, linear_schedule, td_target
+from mbrl.algorithms.dqn import DQN, DQNConfig, Loss, ReplayBuffer, linear_schedule, td_target
 from mbrl.model import UnknownNameError
 
 

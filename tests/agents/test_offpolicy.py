@@ -1,4 +1,4 @@
-"""DDPG, TD3, SAC and their shared parts (mbrl.replay): oracles, a bandit, checkpoints, errors."""
+"""DDPG, TD3, SAC and their shared parts (mbrl.training.replay): oracles, a bandit, checkpoints, errors."""
 
 from __future__ import annotations
 
@@ -10,21 +10,21 @@ import pytest
 import torch
 from torch import nn
 
-from mbrl.ddpg import DDPG
+from mbrl.algorithms.ddpg import DDPG
+from mbrl.algorithms.sac import SAC
+from mbrl.algorithms.td3 import TD3
 from mbrl.model import UnknownNameError
-from mbrl.nets import (
+from mbrl.training.nets import (
     EnsembleQ,
     SquashedGaussianActor,
     frozen,
     soft_update,
 )
-from mbrl.replay import (
+from mbrl.training.replay import (
     Batch,
     ModelHook,
     ReplayBuffer,
 )
-from mbrl.sac import SAC
-from mbrl.td3 import TD3
 
 AGENTS = [DDPG, TD3, SAC]
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl.a2c import A2C
+from mbrl.algorithms.a2c import A2C
+from mbrl.algorithms.ppo import PPO
+from mbrl.algorithms.trpo import TRPO, conjugate_gradient
+from mbrl.algorithms.vpg import VPG
 from mbrl.model import UnknownNameError
-from mbrl.ppo import PPO
-from mbrl.rollout import ActorCritic
-from mbrl.trpo import TRPO, conjugate_gradient
-from mbrl.vpg import VPG
+from mbrl.training.rollout import ActorCritic
 
 AGENTS = [VPG, A2C, PPO, TRPO]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from mbrl.returns import discounted_returns, gae
+from mbrl.training.returns import discounted_returns, gae
 
 
 def loop_gae(rewards, values, dones, last_value, gamma, lam):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from open_spiel.python.algorithms.minimax import alpha_beta_search
 
-from mbrl.arena import play_games, play_match
+from mbrl.evaluation.arena import play_games, play_match
 from mbrl.games import make, minimax
 from mbrl.games.players import (
     HumanPlayer,

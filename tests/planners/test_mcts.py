@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from mbrl import games
-from mbrl.evaluators import RandomRolloutEvaluator, UniformEvaluator
 from mbrl.model import Evaluation, ModelSpec, ShapeError, Step
+from mbrl.planners.evaluators import RandomRolloutEvaluator, UniformEvaluator
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, considered_visits_table, search
 from mbrl.planners.reference import reference_search, root_policy_target
 

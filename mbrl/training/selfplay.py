@@ -18,8 +18,8 @@ from torch import Tensor
 
 from mbrl import games
 from mbrl.model import Evaluation, GameModel
-from mbrl.nets import PolicyValueNet
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.training.nets import PolicyValueNet
 
 __all__ = [
     "FinishedGames",

@@ -4,7 +4,7 @@
   action space, with the distribution maths written out (log-prob, entropy,
   KL) so TRPO can take second derivatives through it.
 - :class:`RolloutBuffer`: ``[T, N, ...]`` tensors of one rollout of T steps in
-  N environments, advantages by :func:`mbrl.returns.gae`.
+  N environments, advantages by :func:`mbrl.training.returns.gae`.
 - :class:`OnPolicyLoop`: the environments, rollout collection (gymnasium
   truncation bootstrapped with the value of the final observation), the run
   folder, progress bar, logging, evaluation and checkpoints. An agent owns one
@@ -30,11 +30,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
-from mbrl.envs import RunningMeanStd, evaluate, make_vector_env
-from mbrl.logger import Logger, RunProgress
-from mbrl.nets import mlp
-from mbrl.returns import gae
-from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint, new_run_dir
+from mbrl.training.envs import RunningMeanStd, evaluate, make_vector_env
+from mbrl.training.logger import Logger, RunProgress
+from mbrl.training.nets import mlp
+from mbrl.training.returns import gae
+from mbrl.training.runs import (
+    atomic_save,
+    config_from_json,
+    config_to_json,
+    load_checkpoint,
+    new_run_dir,
+)
 
 __all__ = [
     "ActorCritic",

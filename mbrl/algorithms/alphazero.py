@@ -39,14 +39,20 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from mbrl import games
-from mbrl.arena import play_match
+from mbrl.evaluation.arena import play_match
 from mbrl.games.players import make_player
-from mbrl.logger import Logger, RunProgress
 from mbrl.model import GameModel
-from mbrl.nets import PolicyValueNet
 from mbrl.planners.mcts import MCTSConfig, RootPolicy
-from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint, new_run_dir
-from mbrl.selfplay import (
+from mbrl.training.logger import Logger, RunProgress
+from mbrl.training.nets import PolicyValueNet
+from mbrl.training.runs import (
+    atomic_save,
+    config_from_json,
+    config_to_json,
+    load_checkpoint,
+    new_run_dir,
+)
+from mbrl.training.selfplay import (
     FinishedGames,
     MCTSAgentPlayer,
     NetworkEvaluator,
@@ -225,7 +231,7 @@ class LocalWorkers:
 
 def _make_workers(config: AlphaZeroConfig, game: GameModel, net: PolicyValueNet):
     if config.backend is Backend.RAY:
-        from mbrl.distributed import RayWorkers
+        from mbrl.training.distributed import RayWorkers
 
         return RayWorkers(config, game, _net_args(config, game))
     return LocalWorkers(config, game, net)
@@ -470,7 +476,7 @@ def _load_checkpoint(path: Path) -> dict:
     return load_checkpoint(path, FORMAT)
 
 
-SHIPPED_AGENTS = Path(__file__).parent / "agents"
+SHIPPED_AGENTS = Path(__file__).parents[1] / "pretrained"
 
 
 def shipped_agents() -> list[str]:

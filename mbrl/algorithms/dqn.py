@@ -49,10 +49,16 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
-from mbrl.envs import check_env_id, evaluate
-from mbrl.logger import Logger, RunProgress
-from mbrl.nets import mlp
-from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint, new_run_dir
+from mbrl.training.envs import check_env_id, evaluate
+from mbrl.training.logger import Logger, RunProgress
+from mbrl.training.nets import mlp
+from mbrl.training.runs import (
+    atomic_save,
+    config_from_json,
+    config_to_json,
+    load_checkpoint,
+    new_run_dir,
+)
 
 __all__ = ["DQN", "DQNConfig", "Loss", "ReplayBuffer", "linear_schedule", "td_target"]
 

@@ -1,6 +1,6 @@
 """The report of a benchmark sweep: learning curves and a table of sample efficiency.
 
-For every environment of ``sweeps/<name>-<time>/`` (see :mod:`mbrl.bench`):
+For every environment of ``sweeps/<name>-<time>/`` (see :mod:`mbrl.evaluation.bench`):
 
     1. read each cell's ``progress.csv``: the curve (global_step, eval/mean_return),
        or charts/episodic_return where a cell has no evaluation

@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from mbrl.envs import check_env_id, make_env
-from mbrl.logger import Logger, RunProgress
-from mbrl.replay import Batch, ModelHook, ReplayBuffer, ReplayOnly
-from mbrl.runs import atomic_save, config_from_json, config_to_json, load_checkpoint
+from mbrl.training.envs import check_env_id, make_env
+from mbrl.training.logger import Logger, RunProgress
+from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, ReplayOnly
+from mbrl.training.runs import atomic_save, config_from_json, config_to_json, load_checkpoint
 
 __all__ = [
     "Collector",

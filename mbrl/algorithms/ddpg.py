@@ -37,15 +37,15 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.envs import evaluate
-from mbrl.nets import (
+from mbrl.training.envs import evaluate
+from mbrl.training.nets import (
     DeterministicActor,
     EnsembleQ,
     frozen,
     make_adam,
     soft_update,
 )
-from mbrl.offpolicy import (
+from mbrl.training.offpolicy import (
     Collector,
     check_continuous_env,
     load_agent,
@@ -55,13 +55,13 @@ from mbrl.offpolicy import (
     train_off_policy,
     validate_offpolicy_config,
 )
-from mbrl.replay import (
+from mbrl.training.replay import (
     Batch,
     ModelHook,
     ReplayBuffer,
     ReplayOnly,
 )
-from mbrl.runs import new_run_dir
+from mbrl.training.runs import new_run_dir
 
 __all__ = ["DDPG", "DDPGConfig"]
 
@@ -233,7 +233,7 @@ class DDPG:
     # ---------------------------------------------------------------- the loop
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (counting steps already done);
-        the loop (lines 3-13 above) is :func:`mbrl.offpolicy.train_off_policy`."""
+        the loop (lines 3-13 above) is :func:`mbrl.training.offpolicy.train_off_policy`."""
         return train_off_policy(self, "ddpg", total_steps)
 
     # ------------------------------------------------------------- checkpoints

@@ -1,6 +1,6 @@
 """The Ray backend: self-play actors feeding one learner.
 
-Each actor is a :class:`~mbrl.selfplay.SelfPlayWorker` with its share of the
+Each actor is a :class:`~mbrl.training.selfplay.SelfPlayWorker` with its share of the
 parallel games and its own copy of the network. Every iteration the learner
 puts its weights in Ray's object store once, each actor loads them and plays
 its moves, and the finished games come back to the learner's replay buffer.
@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from mbrl.model import GameModel
-from mbrl.selfplay import FinishedGames, SelfPlayWorker
+from mbrl.training.selfplay import FinishedGames, SelfPlayWorker
 
 __all__ = ["RayWorkers"]
 

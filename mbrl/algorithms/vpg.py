@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from mbrl.returns import discounted_returns
-from mbrl.rollout import (
+from mbrl.training.returns import discounted_returns
+from mbrl.training.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
     adam,
@@ -35,7 +35,7 @@ from mbrl.rollout import (
     load_agent,
     resume_agent,
 )
-from mbrl.runs import atomic_save
+from mbrl.training.runs import atomic_save
 
 __all__ = ["VPG"]
 

@@ -1,34 +1,38 @@
-"""Twin Delayed DDPG (TD3).
+"""Soft Actor-Critic with automatic entropy tuning.
 
-Fujimoto, van Hoof, Meger (2018), "Addressing Function Approximation Error in
-Actor-Critic Methods", ICML. Three changes to DDPG: clipped double Q-learning
-(the minimum of two critics in the target), delayed policy and target updates,
-and target policy smoothing. Defaults follow the paper's code, CleanRL and
-Stable-Baselines3 (256x256 networks, Adam 3e-4, noise in units of the action
-scale).
+Haarnoja, Zhou, Abbeel, Levine (2018), "Soft Actor-Critic: Off-Policy Maximum
+Entropy Deep Reinforcement Learning with a Stochastic Actor", ICML; and
+Haarnoja et al. (2018), "Soft Actor-Critic Algorithms and Applications"
+(arXiv:1812.05905), which adds the two clipped critics and learns the
+temperature alpha. Details and defaults follow Stable-Baselines3 and
+Spinning Up: squashed Gaussian policy, log-std clipped to [-20, 2], targets by
+Polyak averaging, entropy target -dim(A), alpha starting at 1.
 
-    1. initialise actor mu_phi, critics Q_1, Q_2, targets mu', Q'_i <- mu, Q_i,
-       an empty replay buffer D
+    1. initialise policy pi_phi, critics Q_1, Q_2 and targets Q'_i <- Q_i,
+       log alpha = log(initial_alpha), an empty replay buffer D
     2. for each environment step:
-    3.   a = clip(mu_phi(s) + eps, low, high), eps ~ N(0, sigma) (uniform random
-         before learning_starts)
+    3.   a ~ pi_phi(.|s) (uniform random before learning_starts)
     4.   step the env: r, s', terminated, truncated; store (s, a, r, s', terminated) in D
          (s' is the true final observation, so time limits bootstrap)
     5.   on terminated or truncated: log the episode and reset
     6.   after learning_starts, `gradient_steps` times:
     7.     sample a minibatch (s, a, r, s', d) from D
-    8.     a' = clip(mu'(s') + clip(eps', -c, c), low, high), eps' ~ N(0, sigma~)
-    9.     y = r + gamma (1 - d) min_i Q'_i(s', a')
+    8.     a~ ~ pi_phi(.|s) (reparameterised); temperature:
+             minimise J(alpha) = -log alpha * (log pi_phi(a~|s) + H_target)
+    9.     y = r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi_phi(a'|s')),
+             a' ~ pi_phi(.|s')
    10.     critics: minimise sum_i mean (Q_i(s, a) - y)^2
-   11.     every policy_delay updates: actor: maximise mean Q_1(s, mu_phi(s)), then
-   12.       Polyak-average mu' and Q'_i: theta' <- (1 - tau) theta' + tau theta
-   13.   every eval_every steps: evaluate mu_phi; every checkpoint_every steps: checkpoint
+   11.     actor: minimise mean (alpha log pi_phi(a~|s) - min_i Q_i(s, a~))
+   12.     every target_network_frequency updates: Q'_i <- (1 - tau) Q'_i + tau Q_i
+   13.   every eval_every steps: evaluate the deterministic policy tanh(mu(s));
+         every checkpoint_every steps: checkpoint
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +41,14 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.envs import evaluate
-from mbrl.nets import (
-    DeterministicActor,
+from mbrl.training.envs import evaluate
+from mbrl.training.nets import (
     EnsembleQ,
-    frozen,
+    SquashedGaussianActor,
     make_adam,
     soft_update,
 )
-from mbrl.offpolicy import (
+from mbrl.training.offpolicy import (
     Collector,
     check_continuous_env,
     load_agent,
@@ -55,22 +58,22 @@ from mbrl.offpolicy import (
     train_off_policy,
     validate_offpolicy_config,
 )
-from mbrl.replay import (
+from mbrl.training.replay import (
     Batch,
     ModelHook,
     ReplayBuffer,
     ReplayOnly,
 )
-from mbrl.runs import new_run_dir
+from mbrl.training.runs import new_run_dir
 
-__all__ = ["TD3", "TD3Config"]
+__all__ = ["SAC", "SACConfig"]
 
-FORMAT = "mbrl.td3/1"
+FORMAT = "mbrl.sac/1"
 
 
 @dataclass(frozen=True, kw_only=True)
-class TD3Config:
-    """Twin Delayed DDPG (defaults: the paper's code / CleanRL for MuJoCo)."""
+class SACConfig:
+    """Soft Actor-Critic (defaults: Stable-Baselines3 / CleanRL for MuJoCo)."""
 
     env: str
     """Gymnasium id of an environment with a Box action space (e.g. Pendulum-v1, HalfCheetah-v5)."""
@@ -79,33 +82,35 @@ class TD3Config:
     seed: int = 1
     """Seed of networks, replay sampling, exploration and the environment."""
     run_dir: str = "runs"
-    """Folder under which the run folder ``td3-<env>-<time>`` is made."""
+    """Folder under which the run folder ``sac-<env>-<time>`` is made."""
     buffer_size: int = 1_000_000
     """Transitions kept in the replay buffer (oldest dropped first); 1e5-1e6."""
     learning_starts: int = 5_000
-    """Uniformly random steps before the first update (CleanRL, MuJoCo: 25k; small envs: 1k-10k)."""
+    """Uniformly random steps before the first update (SB3: 100, CleanRL: 5000)."""
     batch_size: int = 256
-    """Minibatch size of each gradient step; 100-512."""
+    """Minibatch size of each gradient step; 64-512."""
     gamma: float = 0.99
     """Discount factor; 0.98-0.999."""
     tau: float = 0.005
-    """Polyak coefficient of the target networks (1 = hard copy); 0.001-0.02."""
+    """Polyak coefficient of the target critics (1 = hard copy); 0.001-0.02."""
     policy_lr: float = 3e-4
     """Adam learning rate of the actor; 1e-4-1e-3."""
     q_lr: float = 3e-4
-    """Adam learning rate of the critics; 1e-4-1e-3."""
-    exploration_noise: float = 0.1
-    """Std of the Gaussian exploration noise, in units of the action scale; 0.05-0.3."""
-    policy_noise: float = 0.2
-    """Std of the target policy smoothing noise sigma~, in units of the action scale; 0.1-0.3."""
-    noise_clip: float = 0.5
-    """Clip c of the smoothing noise, in units of the action scale; 0.3-0.5."""
-    policy_delay: int = 2
-    """Critic updates per actor and target update (the paper's d); 1-3."""
+    """Adam learning rate of the critics (CleanRL: 1e-3); 1e-4-1e-3."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log alpha; 1e-4-1e-3."""
+    autotune: bool = True
+    """Learn the entropy temperature alpha (SAC v2); False keeps alpha = initial_alpha."""
+    initial_alpha: float = 1.0
+    """Starting (or fixed) entropy temperature alpha; 0.01-1."""
+    target_entropy: float | None = None
+    """Entropy target H_target of the temperature loss (None: -dim(A), the paper's heuristic)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and of each critic."""
     gradient_steps: int = 1
     """Gradient steps per environment step (the update-to-data ratio); 1-20."""
+    target_network_frequency: int = 1
+    """Updates between Polyak averagings of the target critics; 1-2."""
     eval_every: int = 5_000
     """Environment steps between deterministic evaluations (eval/mean_return)."""
     eval_episodes: int = 10
@@ -119,30 +124,29 @@ class TD3Config:
 
     def __post_init__(self):
         validate_offpolicy_config(self)
-        for field in ["gradient_steps", "policy_delay"]:
+        for field in ["gradient_steps", "target_network_frequency"]:
             if getattr(self, field) < 1:
-                raise ValueError(f"TD3Config.{field} must be >= 1, got {getattr(self, field)}")
-        for field in ["exploration_noise", "policy_noise", "noise_clip"]:
-            if getattr(self, field) < 0:
-                raise ValueError(f"TD3Config.{field} must be >= 0, got {getattr(self, field)}")
+                raise ValueError(f"SACConfig.{field} must be >= 1, got {getattr(self, field)}")
+        if not self.initial_alpha > 0:
+            raise ValueError(f"SACConfig.initial_alpha must be > 0, got {self.initial_alpha}")
 
 
-class TD3:
-    """TD3 on one gymnasium environment: ``learn``, ``predict``, ``save``/``load``."""
+class SAC:
+    """Soft Actor-Critic on one gymnasium environment: ``learn``, ``predict``, ``save``/``load``."""
 
-    Config = TD3Config
+    Config = SACConfig
 
     def __init__(
         self,
         env: str,
-        config: TD3Config | None = None,
+        config: SACConfig | None = None,
         *,
         run_dir: str | Path | None = None,
         console: Console | None = None,
         model_hook: ModelHook | None = None,
     ):
-        obs_space, action_space = check_continuous_env(env, "TD3")
-        config = TD3Config(env=env) if config is None else dataclasses.replace(config, env=env)
+        obs_space, action_space = check_continuous_env(env, "SAC")
+        config = SACConfig(env=env) if config is None else dataclasses.replace(config, env=env)
         self.config = config
         self.console = console or Console(quiet=True)
         self.device = torch.device(config.device)
@@ -150,65 +154,77 @@ class TD3:
         obs_dim, action_dim = int(np.prod(self.obs_shape)), action_space.shape[0]
         low, high, hidden = action_space.low, action_space.high, config.hidden_sizes
 
-        # 1. networks, targets, replay
+        # 1. networks, targets, temperature, replay
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
-        self.actor = DeterministicActor(obs_dim, low, high, hidden).to(self.device)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.actor = SquashedGaussianActor(obs_dim, low, high, hidden).to(self.device)
         self.critic = EnsembleQ(obs_dim, action_dim, hidden, num_members=2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.full(
+            (), math.log(config.initial_alpha), device=self.device, requires_grad=config.autotune
+        )
+        self.target_entropy = (
+            -float(action_dim) if config.target_entropy is None else config.target_entropy
+        )
         self.actor_optimizer = make_adam(self.actor.parameters(), config.policy_lr)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.q_lr)
-        self.low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
-        self.high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
-        self.action_scale = (self.high - self.low) / 2
+        self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
         self.replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
         self.hook: ModelHook = model_hook or ReplayOnly()
         self.collector = Collector(env, config.seed, self.replay, self.hook)
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-        self.last_actor_loss: Tensor | None = None  # logged between delayed actor updates
-        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "td3", env)
+        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "sac", env)
+
+    @property
+    def alpha(self) -> Tensor:
+        """The entropy temperature exp(log alpha), a scalar tensor without gradient."""
+        return self.log_alpha.detach().exp()
 
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "latest.pt"
 
-    def _noise(self, shape: torch.Size, std: float) -> Tensor:
-        """Gaussian noise ``shape`` with std ``std`` action scales (per dimension)."""
-        noise = torch.randn(shape, generator=self.generator, device=self.device)
-        return noise * (std * self.action_scale)
-
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions ``[B, A]`` for observations ``[B, *obs_shape]`` (step 3's noise if not
-        deterministic)."""
+        """Actions ``[B, A]`` in the env's Box for observations ``[B, *obs_shape]``."""
         obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
         if tuple(obs_t.shape[1:]) != self.obs_shape:
             raise ValueError(f"predict expects obs [B, {self.obs_shape}], got {tuple(obs_t.shape)}")
-        action = self.actor(obs_t)
-        if not deterministic:
-            noise = self._noise(action.shape, self.config.exploration_noise)
-            action = (action + noise).clamp(self.low, self.high)
-        return action.cpu().numpy()
+        if deterministic:
+            return self.actor.deterministic(obs_t).cpu().numpy()
+        return self.actor(obs_t, self.generator)[0].cpu().numpy()
 
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
     def next_value(self, next_obs: Tensor) -> Tensor:
-        """Steps 8-9: min_i Q'_i(s', a') with the smoothed target action a': ``[B]``."""
-        config = self.config
-        clip = config.noise_clip * self.action_scale
-        noise = self._noise(torch.Size((next_obs.shape[0], self.low.shape[0])), config.policy_noise)
-        next_action = (self.actor_target(next_obs) + noise.clamp(-clip, clip)).clamp(
-            self.low, self.high
-        )
-        return self.critic_target(next_obs, next_action).min(0).values
+        """Soft value min_i Q'_i(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s'): ``[B]``."""
+        next_action, next_log_prob = self.actor(next_obs, self.generator)
+        next_q = self.critic_target(next_obs, next_action).min(0).values
+        return next_q - self.alpha * next_log_prob
+
+    def update_temperature(self, log_prob: Tensor) -> Tensor:
+        """Step 8: one Adam step on J(alpha) = -log alpha (log pi + H_target); returns J."""
+        with torch.no_grad():
+            # dJ/d(log alpha) = -mean(log pi + H_target), set directly (no autograd graph
+            # for one scalar: the same step, a tenth of the overhead)
+            gap = log_prob.mean() + self.target_entropy
+            alpha_loss = -self.log_alpha * gap
+        self.log_alpha.grad = -gap
+        self.alpha_optimizer.step()
+        return alpha_loss
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """Steps 8-12 on one minibatch; returns detached loss tensors (no .item() here)."""
         config = self.config
-        # 8-9. target y (a model hook may replace it, e.g. MVE)
+        # 8. reparameterised a~ ~ pi(.|s); alpha of this update is taken before its step (SB3)
+        action_pi, log_prob_pi = self.actor(batch.obs, self.generator)
+        alpha = self.alpha
+        metrics = {"losses/alpha": alpha}
+        if config.autotune:
+            metrics["losses/alpha_loss"] = self.update_temperature(log_prob_pi)
+        # 9. target y (a model hook may replace it, e.g. MVE)
         with torch.no_grad():
             target = self.hook.q_target(batch, self)
             if target is None:
@@ -220,21 +236,24 @@ class TD3:
         self.critic_optimizer.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_optimizer.step()
+        # 11. actor through the updated critics (frozen: gradient to the action only)
+        q_pi = self.critic.min_q(batch.obs, action_pi)
+        actor_loss = (alpha * log_prob_pi - q_pi).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        # 12. targets
         self.counters["updates"] += 1
-        metrics = {"losses/qf_loss": qf_loss.detach(), "losses/qf_values": q.detach().mean()}
-        # 11-12. delayed actor and target updates (actor through critic 1 only)
-        if self.counters["updates"] % config.policy_delay == 0:
-            with frozen(self.critic):
-                q1 = self.critic(batch.obs, self.actor(batch.obs), members=slice(0, 1))
-            actor_loss = -q1.mean()
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optimizer.step()
-            soft_update(self.actor_target, self.actor, config.tau)
+        if self.counters["updates"] % config.target_network_frequency == 0:
             soft_update(self.critic_target, self.critic, config.tau)
-            self.last_actor_loss = actor_loss.detach()
-        if self.last_actor_loss is not None:
-            metrics["losses/actor_loss"] = self.last_actor_loss
+        metrics.update(
+            {
+                "losses/qf_loss": qf_loss.detach(),
+                "losses/qf_values": q.detach().mean(),
+                "losses/actor_loss": actor_loss.detach(),
+                "losses/entropy": -log_prob_pi.detach().mean(),
+            }
+        )
         return metrics
 
     def evaluate(self) -> dict[str, float]:
@@ -247,18 +266,19 @@ class TD3:
     # ---------------------------------------------------------------- the loop
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (counting steps already done);
-        the loop (lines 3-13 above) is :func:`mbrl.offpolicy.train_off_policy`."""
-        return train_off_policy(self, "td3", total_steps)
+        the loop (lines 3-13 above) is :func:`mbrl.training.offpolicy.train_off_policy`."""
+        return train_off_policy(self, "sac", total_steps)
 
     # ------------------------------------------------------------- checkpoints
     def _parts(self) -> dict:
         return {
             "actor": self.actor,
-            "actor_target": self.actor_target,
             "critic": self.critic,
             "critic_target": self.critic_target,
+            "log_alpha": self.log_alpha,
             "actor_optimizer": self.actor_optimizer,
             "critic_optimizer": self.critic_optimizer,
+            "alpha_optimizer": self.alpha_optimizer,
             **rng_parts(self),
         }
 
@@ -267,12 +287,12 @@ class TD3:
         return save_agent(self, path, FORMAT, include_replay)
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs) -> TD3:
+    def load(cls, path: str | Path, **kwargs) -> SAC:
         """An agent from :meth:`save`'s file (the replay buffer too when it was saved);
         keyword arguments as the constructor's (run_dir, console, model_hook)."""
         return load_agent(cls, path, FORMAT, **kwargs)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None, **kwargs) -> TD3:
+    def resume(cls, run_dir: str | Path, console: Console | None = None, **kwargs) -> SAC:
         """Continue a run from ``run_dir/checkpoints/latest.pt``; ``learn`` goes on from there."""
         return resume_agent(cls, run_dir, FORMAT, console=console, **kwargs)

@@ -35,7 +35,7 @@ from rich.console import Console
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from mbrl.rollout import (
+from mbrl.training.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
     adam,
@@ -45,7 +45,7 @@ from mbrl.rollout import (
     load_agent,
     resume_agent,
 )
-from mbrl.runs import atomic_save
+from mbrl.training.runs import atomic_save
 
 __all__ = ["TRPO", "conjugate_gradient"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mbrl.rollout import (
+from mbrl.training.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
     adam,
@@ -37,7 +37,7 @@ from mbrl.rollout import (
     load_agent,
     resume_agent,
 )
-from mbrl.runs import atomic_save
+from mbrl.training.runs import atomic_save
 
 __all__ = ["PPO"]
 

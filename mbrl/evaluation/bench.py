@@ -17,7 +17,7 @@ How a sweep runs:
     4.   ``agent.learn(total_steps)``, then write ``done``
 
 so a killed sweep, run again with ``--resume <sweep folder>``, reruns no finished cell.
-The local backend runs each cell in its own process (``python -m mbrl.bench cell <dir>``),
+The local backend runs each cell in its own process (``python -m mbrl.evaluation.bench cell <dir>``),
 so a crash or an out-of-memory kill loses one cell, never the sweep; ``num_workers=0``
 runs the cells one by one in this process. The Ray backend runs each cell as a
 ``ray.remote`` task (a local Ray, or the cluster of ``RAY_ADDRESS``; the sweep folder
@@ -197,7 +197,7 @@ def action_kind(env_id: str) -> str:
     """'discrete' or 'continuous' (Box) for a gymnasium id."""
     import gymnasium as gym
 
-    from mbrl.envs import check_env_id
+    from mbrl.training.envs import check_env_id
 
     check_env_id(env_id)
     env = gym.make(env_id)
@@ -434,7 +434,7 @@ def _run_processes(todo: list[Path], config: BenchConfig, console: Console) -> l
             while pending and len(running) < config.num_workers:
                 cell_dir = pending.pop(0)
                 log = (cell_dir / "log.txt").open("a")
-                command = [sys.executable, "-m", "mbrl.bench", "cell", str(cell_dir)]
+                command = [sys.executable, "-m", "mbrl.evaluation.bench", "cell", str(cell_dir)]
                 command.append(str(config.threads_per_cell))
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 running[cell_dir] = (process, log)
@@ -496,9 +496,9 @@ def _summary(result: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m mbrl.bench cell <cell dir> [threads]``: one cell, in this process."""
+    """``python -m mbrl.evaluation.bench cell <cell dir> [threads]``: one cell, in this process."""
     if len(argv) < 2 or argv[0] != "cell":
-        raise SystemExit("usage: python -m mbrl.bench cell <cell dir> [threads]")
+        raise SystemExit("usage: python -m mbrl.evaluation.bench cell <cell dir> [threads]")
     run_cell(argv[1], int(argv[2]) if len(argv) > 2 else 1)
 
 
