@@ -1,4 +1,4 @@
-"""DDPG, TD3, SAC and their shared parts (mbrl.training.replay): oracles, a bandit, checkpoints, errors."""
+"""DDPG, TD3, SAC and their shared parts (mbrl.training): oracles, a bandit, checkpoints, errors."""
 
 from __future__ import annotations
 
