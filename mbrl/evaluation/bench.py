@@ -18,8 +18,9 @@ How a sweep runs:
 
 so a killed sweep, run again with ``--resume <sweep folder>``, reruns no finished cell.
 The local backend runs each cell in its own process
-(``python -m mbrl.evaluation.bench cell <dir>``), so a crash or an out-of-memory kill loses one cell, never the sweep; ``num_workers=0``
-runs the cells one by one in this process. The Ray backend runs each cell as a
+(``python -m mbrl.evaluation.bench cell <dir>``), so a crash or an out-of-memory kill
+loses one cell, never the sweep; ``num_workers=0`` runs the cells one by one in this
+process. The Ray backend runs each cell as a
 ``ray.remote`` task (a local Ray, or the cluster of ``RAY_ADDRESS``; the sweep folder
 must then be on a file system every node sees).
 """
