@@ -35,68 +35,44 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.training.envs import evaluate
-from mbrl.training.nets import (
-    EnsembleQ,
-    SquashedGaussianActor,
-    make_adam,
-    soft_update,
+from mbrl.training.checkpoint import agent_files
+from mbrl.training.config import (
+    ActorCriticFields,
+    DeviceFields,
+    EnvFields,
+    ReplayFields,
+    RunFields,
+    at_least,
+    positive,
 )
+from mbrl.training.envs import evaluate
+from mbrl.training.nets import EnsembleQ, SquashedGaussianActor, make_adam, soft_update
 from mbrl.training.offpolicy import (
-    Collector,
     check_continuous_env,
-    load_agent,
-    resume_agent,
-    rng_parts,
-    save_agent,
+    explore,
+    setup_off_policy,
     train_off_policy,
+    training_parts,
     validate_offpolicy_config,
 )
-from mbrl.training.replay import (
-    Batch,
-    ModelHook,
-    ReplayBuffer,
-    ReplayOnly,
-)
-from mbrl.training.runs import new_run_dir
+from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, TargetContext
 
 __all__ = ["SAC", "SACConfig"]
 
-FORMAT = "mbrl.sac/1"
-
 
 @dataclass(frozen=True, kw_only=True)
-class SACConfig:
+class SACConfig(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFields):
     """Soft Actor-Critic (defaults: Stable-Baselines3 / CleanRL for MuJoCo)."""
 
-    env: str
-    """Gymnasium id of an environment with a Box action space (e.g. Pendulum-v1, HalfCheetah-v5)."""
-    total_steps: int = 1_000_000
-    """Environment steps to train for (Pendulum: 20k; MuJoCo: 1M)."""
-    seed: int = 1
-    """Seed of networks, replay sampling, exploration and the environment."""
-    run_dir: str = "runs"
-    """Folder under which the run folder ``sac-<env>-<time>`` is made."""
-    buffer_size: int = 1_000_000
-    """Transitions kept in the replay buffer (oldest dropped first); 1e5-1e6."""
-    learning_starts: int = 5_000
-    """Uniformly random steps before the first update (SB3: 100, CleanRL: 5000)."""
-    batch_size: int = 256
-    """Minibatch size of each gradient step; 64-512."""
-    gamma: float = 0.99
-    """Discount factor; 0.98-0.999."""
-    tau: float = 0.005
-    """Polyak coefficient of the target critics (1 = hard copy); 0.001-0.02."""
-    policy_lr: float = 3e-4
-    """Adam learning rate of the actor; 1e-4-1e-3."""
-    q_lr: float = 3e-4
-    """Adam learning rate of the critics (CleanRL: 1e-3); 1e-4-1e-3."""
+    env: str = "Pendulum-v1"
+    """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
     alpha_lr: float = 3e-4
     """Adam learning rate of log alpha; 1e-4-1e-3."""
     autotune: bool = True
@@ -105,36 +81,26 @@ class SACConfig:
     """Starting (or fixed) entropy temperature alpha; 0.01-1."""
     target_entropy: float | None = None
     """Entropy target H_target of the temperature loss (None: -dim(A), the paper's heuristic)."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of each critic."""
-    gradient_steps: int = 1
-    """Gradient steps per environment step (the update-to-data ratio); 1-20."""
     target_network_frequency: int = 1
     """Updates between Polyak averagings of the target critics; 1-2."""
-    eval_every: int = 5_000
-    """Environment steps between deterministic evaluations (eval/mean_return)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation; 5-20."""
-    checkpoint_every: int = 10_000
-    """Environment steps between checkpoints (checkpoints/latest.pt, with the replay buffer)."""
-    log_every: int = 1_000
-    """Environment steps between rows of losses and SPS in progress.csv."""
-    device: str = "cpu"
-    """Torch device of the networks (cpu or cuda)."""
 
     def __post_init__(self):
         validate_offpolicy_config(self)
-        for field in ["gradient_steps", "target_network_frequency"]:
-            if getattr(self, field) < 1:
-                raise ValueError(f"SACConfig.{field} must be >= 1, got {getattr(self, field)}")
-        if not self.initial_alpha > 0:
-            raise ValueError(f"SACConfig.initial_alpha must be > 0, got {self.initial_alpha}")
+        at_least(self, 1, "target_network_frequency")
+        positive(self, "initial_alpha")
 
 
+@agent_files
 class SAC:
-    """Soft Actor-Critic on one gymnasium environment: ``learn``, ``predict``, ``save``/``load``."""
+    """Soft Actor-Critic on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
+    algo = "sac"
     Config = SACConfig
+    FORMAT = "mbrl.sac/1"
+    world_field = "env"
+    action_spaces = frozenset({"continuous"})
+    budget_fields = ("total_steps",)
+    step_cost = 50.0
 
     def __init__(
         self,
@@ -147,22 +113,22 @@ class SAC:
     ):
         obs_space, action_space = check_continuous_env(env, "SAC")
         config = SACConfig(env=env) if config is None else dataclasses.replace(config, env=env)
-        self.config = config
-        self.console = console or Console(quiet=True)
-        self.device = torch.device(config.device)
         self.obs_shape = tuple(obs_space.shape)
         obs_dim, action_dim = int(np.prod(self.obs_shape)), action_space.shape[0]
         low, high, hidden = action_space.low, action_space.high, config.hidden_sizes
+        device = torch.device(config.device)
 
         # 1. networks, targets, temperature, replay
         torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
-        self.actor = SquashedGaussianActor(obs_dim, low, high, hidden).to(self.device)
-        self.critic = EnsembleQ(obs_dim, action_dim, hidden, num_members=2).to(self.device)
+        replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
+        setup_off_policy(
+            self, config, replay, run_dir=run_dir, console=console, model_hook=model_hook
+        )
+        self.actor = SquashedGaussianActor(obs_dim, low, high, hidden).to(device)
+        self.critic = EnsembleQ(obs_dim, action_dim, hidden, num_members=2).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.full(
-            (), math.log(config.initial_alpha), device=self.device, requires_grad=config.autotune
+            (), math.log(config.initial_alpha), device=device, requires_grad=config.autotune
         )
         self.target_entropy = (
             -float(action_dim) if config.target_entropy is None else config.target_entropy
@@ -170,20 +136,12 @@ class SAC:
         self.actor_optimizer = make_adam(self.actor.parameters(), config.policy_lr)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.q_lr)
         self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
-        self.replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
-        self.hook: ModelHook = model_hook or ReplayOnly()
-        self.collector = Collector(env, config.seed, self.replay, self.hook)
-        self.counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "sac", env)
+        self.target_context = TargetContext(config.gamma, self.next_value)
 
     @property
     def alpha(self) -> Tensor:
         """The entropy temperature exp(log alpha), a scalar tensor without gradient."""
         return self.log_alpha.detach().exp()
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "latest.pt"
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -195,6 +153,13 @@ class SAC:
         if deterministic:
             return self.actor.deterministic(obs_t).cpu().numpy()
         return self.actor(obs_t, self.generator)[0].cpu().numpy()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Step 3: uniformly random before learning_starts, then a ~ pi_phi(.|s)."""
+        return explore(self, obs)
+
+    def after_step(self, step: int) -> None:
+        pass
 
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
@@ -226,7 +191,7 @@ class SAC:
             metrics["losses/alpha_loss"] = self.update_temperature(log_prob_pi)
         # 9. target y (a model hook may replace it, e.g. MVE)
         with torch.no_grad():
-            target = self.hook.q_target(batch, self)
+            target = self.hook.q_target(batch, self.target_context)
             if target is None:
                 next_value = self.next_value(batch.next_obs)
                 target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_value
@@ -267,11 +232,10 @@ class SAC:
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (counting steps already done);
         the loop (lines 3-13 above) is :func:`mbrl.training.offpolicy.train_off_policy`."""
-        return train_off_policy(self, "sac", total_steps)
+        return train_off_policy(self, total_steps)
 
-    # ------------------------------------------------------------- checkpoints
-    def _parts(self) -> dict:
-        return {
+    def parts(self, training: bool = False) -> dict[str, Any]:
+        parts = {
             "actor": self.actor,
             "critic": self.critic,
             "critic_target": self.critic_target,
@@ -279,20 +243,5 @@ class SAC:
             "actor_optimizer": self.actor_optimizer,
             "critic_optimizer": self.critic_optimizer,
             "alpha_optimizer": self.alpha_optimizer,
-            **rng_parts(self),
         }
-
-    def save(self, path: str | Path, include_replay: bool = False) -> Path:
-        """Write networks, optimisers, RNG states and counters atomically (plus replay if asked)."""
-        return save_agent(self, path, FORMAT, include_replay)
-
-    @classmethod
-    def load(cls, path: str | Path, **kwargs) -> SAC:
-        """An agent from :meth:`save`'s file (the replay buffer too when it was saved);
-        keyword arguments as the constructor's (run_dir, console, model_hook)."""
-        return load_agent(cls, path, FORMAT, **kwargs)
-
-    @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None, **kwargs) -> SAC:
-        """Continue a run from ``run_dir/checkpoints/latest.pt``; ``learn`` goes on from there."""
-        return resume_agent(cls, run_dir, FORMAT, console=console, **kwargs)
+        return parts | (training_parts(self) if training else {})

@@ -23,6 +23,9 @@ scale).
    11.     every policy_delay updates: actor: maximise mean Q_1(s, mu_phi(s)), then
    12.       Polyak-average mu' and Q'_i: theta' <- (1 - tau) theta' + tau theta
    13.   every eval_every steps: evaluate mu_phi; every checkpoint_every steps: checkpoint
+
+DDPG (:mod:`mbrl.algorithms.ddpg`) is this class with a config that switches the
+three changes off: one critic, no target smoothing, no delay.
 """
 
 from __future__ import annotations
@@ -31,69 +34,43 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.training.envs import evaluate
-from mbrl.training.nets import (
-    DeterministicActor,
-    EnsembleQ,
-    frozen,
-    make_adam,
-    soft_update,
+from mbrl.training.checkpoint import agent_files
+from mbrl.training.config import (
+    ActorCriticFields,
+    DeviceFields,
+    EnvFields,
+    ReplayFields,
+    RunFields,
+    at_least,
 )
+from mbrl.training.envs import evaluate
+from mbrl.training.nets import DeterministicActor, EnsembleQ, frozen, make_adam, soft_update
 from mbrl.training.offpolicy import (
-    Collector,
     check_continuous_env,
-    load_agent,
-    resume_agent,
-    rng_parts,
-    save_agent,
+    explore,
+    setup_off_policy,
     train_off_policy,
+    training_parts,
     validate_offpolicy_config,
 )
-from mbrl.training.replay import (
-    Batch,
-    ModelHook,
-    ReplayBuffer,
-    ReplayOnly,
-)
-from mbrl.training.runs import new_run_dir
+from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, TargetContext
 
 __all__ = ["TD3", "TD3Config"]
 
-FORMAT = "mbrl.td3/1"
-
 
 @dataclass(frozen=True, kw_only=True)
-class TD3Config:
+class TD3Config(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFields):
     """Twin Delayed DDPG (defaults: the paper's code / CleanRL for MuJoCo)."""
 
-    env: str
-    """Gymnasium id of an environment with a Box action space (e.g. Pendulum-v1, HalfCheetah-v5)."""
-    total_steps: int = 1_000_000
-    """Environment steps to train for (Pendulum: 20k; MuJoCo: 1M)."""
-    seed: int = 1
-    """Seed of networks, replay sampling, exploration and the environment."""
-    run_dir: str = "runs"
-    """Folder under which the run folder ``td3-<env>-<time>`` is made."""
-    buffer_size: int = 1_000_000
-    """Transitions kept in the replay buffer (oldest dropped first); 1e5-1e6."""
-    learning_starts: int = 5_000
-    """Uniformly random steps before the first update (CleanRL, MuJoCo: 25k; small envs: 1k-10k)."""
-    batch_size: int = 256
-    """Minibatch size of each gradient step; 100-512."""
-    gamma: float = 0.99
-    """Discount factor; 0.98-0.999."""
-    tau: float = 0.005
-    """Polyak coefficient of the target networks (1 = hard copy); 0.001-0.02."""
-    policy_lr: float = 3e-4
-    """Adam learning rate of the actor; 1e-4-1e-3."""
-    q_lr: float = 3e-4
-    """Adam learning rate of the critics; 1e-4-1e-3."""
+    env: str = "Pendulum-v1"
+    """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian exploration noise, in units of the action scale; 0.05-0.3."""
     policy_noise: float = 0.2
@@ -102,77 +79,60 @@ class TD3Config:
     """Clip c of the smoothing noise, in units of the action scale; 0.3-0.5."""
     policy_delay: int = 2
     """Critic updates per actor and target update (the paper's d); 1-3."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of each critic."""
-    gradient_steps: int = 1
-    """Gradient steps per environment step (the update-to-data ratio); 1-20."""
-    eval_every: int = 5_000
-    """Environment steps between deterministic evaluations (eval/mean_return)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation; 5-20."""
-    checkpoint_every: int = 10_000
-    """Environment steps between checkpoints (checkpoints/latest.pt, with the replay buffer)."""
-    log_every: int = 1_000
-    """Environment steps between rows of losses and SPS in progress.csv."""
-    device: str = "cpu"
-    """Torch device of the networks (cpu or cuda)."""
+
+    num_critics = 2  # clipped double Q-learning (a class constant, not a flag)
 
     def __post_init__(self):
         validate_offpolicy_config(self)
-        for field in ["gradient_steps", "policy_delay"]:
-            if getattr(self, field) < 1:
-                raise ValueError(f"TD3Config.{field} must be >= 1, got {getattr(self, field)}")
-        for field in ["exploration_noise", "policy_noise", "noise_clip"]:
-            if getattr(self, field) < 0:
-                raise ValueError(f"TD3Config.{field} must be >= 0, got {getattr(self, field)}")
+        at_least(self, 1, "policy_delay")
+        at_least(self, 0, "exploration_noise", "policy_noise", "noise_clip")
 
 
+@agent_files
 class TD3:
-    """TD3 on one gymnasium environment: ``learn``, ``predict``, ``save``/``load``."""
+    """TD3 on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
+    algo = "td3"
     Config = TD3Config
+    FORMAT = "mbrl.td3/1"
+    world_field = "env"
+    action_spaces = frozenset({"continuous"})
+    budget_fields = ("total_steps",)
+    step_cost = 26.0
 
     def __init__(
         self,
         env: str,
-        config: TD3Config | None = None,
+        config: Any = None,
         *,
         run_dir: str | Path | None = None,
         console: Console | None = None,
         model_hook: ModelHook | None = None,
     ):
-        obs_space, action_space = check_continuous_env(env, "TD3")
-        config = TD3Config(env=env) if config is None else dataclasses.replace(config, env=env)
-        self.config = config
-        self.console = console or Console(quiet=True)
-        self.device = torch.device(config.device)
+        obs_space, action_space = check_continuous_env(env, self.algo.upper())
+        config = self.Config(env=env) if config is None else dataclasses.replace(config, env=env)
         self.obs_shape = tuple(obs_space.shape)
         obs_dim, action_dim = int(np.prod(self.obs_shape)), action_space.shape[0]
         low, high, hidden = action_space.low, action_space.high, config.hidden_sizes
+        device = torch.device(config.device)
 
         # 1. networks, targets, replay
         torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
-        self.actor = DeterministicActor(obs_dim, low, high, hidden).to(self.device)
+        replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
+        setup_off_policy(
+            self, config, replay, run_dir=run_dir, console=console, model_hook=model_hook
+        )
+        self.actor = DeterministicActor(obs_dim, low, high, hidden).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = EnsembleQ(obs_dim, action_dim, hidden, num_members=2).to(self.device)
+        self.critic = EnsembleQ(obs_dim, action_dim, hidden, config.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = make_adam(self.actor.parameters(), config.policy_lr)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.q_lr)
-        self.low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
-        self.high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
+        self.low = torch.as_tensor(low, dtype=torch.float32, device=device)
+        self.high = torch.as_tensor(high, dtype=torch.float32, device=device)
         self.action_scale = (self.high - self.low) / 2
-        self.replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
-        self.hook: ModelHook = model_hook or ReplayOnly()
-        self.collector = Collector(env, config.seed, self.replay, self.hook)
-        self.counters = {"env_steps": 0, "updates": 0, "episodes": 0}
         self.last_actor_loss: Tensor | None = None  # logged between delayed actor updates
-        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "td3", env)
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "latest.pt"
+        self.target_context = TargetContext(config.gamma, self.next_value)
 
     def _noise(self, shape: torch.Size, std: float) -> Tensor:
         """Gaussian noise ``shape`` with std ``std`` action scales (per dimension)."""
@@ -193,16 +153,24 @@ class TD3:
             action = (action + noise).clamp(self.low, self.high)
         return action.cpu().numpy()
 
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Step 3: uniformly random before learning_starts, then mu_phi(s) + noise."""
+        return explore(self, obs)
+
+    def after_step(self, step: int) -> None:
+        pass
+
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
     def next_value(self, next_obs: Tensor) -> Tensor:
-        """Steps 8-9: min_i Q'_i(s', a') with the smoothed target action a': ``[B]``."""
+        """Steps 8-9: min_i Q'_i(s', a') with the smoothed target action a': ``[B]``
+        (DDPG: Q'(s', mu'(s')), no smoothing)."""
         config = self.config
-        clip = config.noise_clip * self.action_scale
-        noise = self._noise(torch.Size((next_obs.shape[0], self.low.shape[0])), config.policy_noise)
-        next_action = (self.actor_target(next_obs) + noise.clamp(-clip, clip)).clamp(
-            self.low, self.high
-        )
+        next_action = self.actor_target(next_obs)
+        if config.policy_noise > 0:
+            clip = config.noise_clip * self.action_scale
+            noise = self._noise(next_action.shape, config.policy_noise).clamp(-clip, clip)
+            next_action = (next_action + noise).clamp(self.low, self.high)
         return self.critic_target(next_obs, next_action).min(0).values
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -210,11 +178,11 @@ class TD3:
         config = self.config
         # 8-9. target y (a model hook may replace it, e.g. MVE)
         with torch.no_grad():
-            target = self.hook.q_target(batch, self)
+            target = self.hook.q_target(batch, self.target_context)
             if target is None:
                 next_value = self.next_value(batch.next_obs)
                 target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_value
-        # 10. both critics in one batched forward: q [2, B]
+        # 10. all critics in one batched forward: q [num_critics, B]
         q = self.critic(batch.obs, batch.action)
         qf_loss = (q - target).pow(2).mean(1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -248,31 +216,15 @@ class TD3:
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (counting steps already done);
         the loop (lines 3-13 above) is :func:`mbrl.training.offpolicy.train_off_policy`."""
-        return train_off_policy(self, "td3", total_steps)
+        return train_off_policy(self, total_steps)
 
-    # ------------------------------------------------------------- checkpoints
-    def _parts(self) -> dict:
-        return {
+    def parts(self, training: bool = False) -> dict[str, Any]:
+        parts = {
             "actor": self.actor,
             "actor_target": self.actor_target,
             "critic": self.critic,
             "critic_target": self.critic_target,
             "actor_optimizer": self.actor_optimizer,
             "critic_optimizer": self.critic_optimizer,
-            **rng_parts(self),
         }
-
-    def save(self, path: str | Path, include_replay: bool = False) -> Path:
-        """Write networks, optimisers, RNG states and counters atomically (plus replay if asked)."""
-        return save_agent(self, path, FORMAT, include_replay)
-
-    @classmethod
-    def load(cls, path: str | Path, **kwargs) -> TD3:
-        """An agent from :meth:`save`'s file (the replay buffer too when it was saved);
-        keyword arguments as the constructor's (run_dir, console, model_hook)."""
-        return load_agent(cls, path, FORMAT, **kwargs)
-
-    @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None, **kwargs) -> TD3:
-        """Continue a run from ``run_dir/checkpoints/latest.pt``; ``learn`` goes on from there."""
-        return resume_agent(cls, run_dir, FORMAT, console=console, **kwargs)
+        return parts | (training_parts(self) if training else {})

@@ -1,43 +1,38 @@
-"""What DDPG, TD3 and SAC share besides their networks: env and config checks, the
-collector, the run log, checkpoints and the training loop :func:`train_off_policy`.
+"""The off-policy loop of DDPG, TD3, SAC and DQN: environment checks, the collector
+and :func:`train_off_policy`, inside the one :class:`~mbrl.training.run.Run`.
 
-- :class:`Collector` steps one gymnasium environment and fills the replay buffer;
-  :class:`RunLog` holds a run's logger and progress bar.
+The loop takes an :class:`OffPolicyLearner` (a typed protocol, not an agent with
+attributes listed in prose); :class:`Collector` steps one gymnasium environment
+and fills the replay ring.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from mbrl.training.checkpoint import RngStates
+from mbrl.training.config import at_least, check_run_fields, fail, in_range, positive
 from mbrl.training.envs import check_env_id, make_env
-from mbrl.training.logger import Logger, RunProgress
-from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, ReplayOnly
-from mbrl.training.runs import atomic_save, config_from_json, config_to_json, load_checkpoint
+from mbrl.training.replay import Batch, ModelHook, ReplayOnly, Ring
+from mbrl.training.run import Run, RunSpec, crossed, status_line
+from mbrl.training.runs import new_run_dir
 
 __all__ = [
     "Collector",
-    "RngStates",
-    "RunLog",
+    "OffPolicyLearner",
     "check_continuous_env",
-    "load_agent",
-    "pack_state",
-    "resume_agent",
-    "rng_parts",
-    "save_agent",
-    "status_line",
+    "explore",
+    "setup_off_policy",
     "train_off_policy",
-    "unpack_state",
+    "training_parts",
     "validate_offpolicy_config",
 ]
 
@@ -64,33 +59,17 @@ def check_continuous_env(env_id: str, algo: str) -> tuple[gym.spaces.Box, gym.sp
 
 def validate_offpolicy_config(config: Any) -> None:
     """The checks every off-policy config shares; messages name the config and field."""
-    name = type(config).__qualname__
-    for field in ["total_steps", "buffer_size", "batch_size", "eval_every", "eval_episodes"]:
-        if getattr(config, field) < 1:
-            raise ValueError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
-    for field in ["checkpoint_every", "log_every"]:
-        if getattr(config, field) < 1:
-            raise ValueError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
-    if config.learning_starts < 0:
-        raise ValueError(f"{name}.learning_starts must be >= 0, got {config.learning_starts}")
+    check_run_fields(config)
+    at_least(config, 1, "buffer_size", "batch_size", "gradient_steps", "train_frequency")
+    at_least(config, 0, "learning_starts")
     if config.learning_starts >= config.total_steps:
-        raise ValueError(
-            f"{name}.learning_starts ({config.learning_starts}) must be < total_steps "
-            f"({config.total_steps}): no update would happen"
-        )
+        fail(config, "learning_starts", f"be < total_steps ({config.total_steps}): "
+             "no update would happen")  # fmt: skip
     if config.batch_size > config.buffer_size:
-        raise ValueError(
-            f"{name}.batch_size ({config.batch_size}) must be <= buffer_size ({config.buffer_size})"
-        )
-    if not 0.0 <= config.gamma <= 1.0:
-        raise ValueError(f"{name}.gamma must be in [0, 1], got {config.gamma}")
-    if not 0.0 < config.tau <= 1.0:
-        raise ValueError(f"{name}.tau must be in (0, 1], got {config.tau}")
-    if not config.hidden_sizes or min(config.hidden_sizes) < 1:
-        raise ValueError(f"{name}.hidden_sizes must be positive sizes, got {config.hidden_sizes}")
-    for field in [f.name for f in dataclasses.fields(config) if f.name.endswith("_lr")]:
-        if not getattr(config, field) > 0:
-            raise ValueError(f"{name}.{field} must be > 0, got {getattr(config, field)}")
+        fail(config, "batch_size", f"be <= buffer_size ({config.buffer_size})")
+    in_range(config, "gamma", 0.0, 1.0)
+    in_range(config, "tau", 0.0, 1.0, open_low=True)
+    positive(config, *[name for name in vars(config) if name.endswith(("_lr", "learning_rate"))])
     check_env_id(config.env)
 
 
@@ -103,10 +82,17 @@ class Collector:
     returns the finished episode's return and length (else an empty dict).
     """
 
-    def __init__(self, env_id: str, seed: int, replay: ReplayBuffer, hook: ModelHook):
+    def __init__(
+        self,
+        env_id: str,
+        seed: int,
+        replay: Ring,
+        hook: ModelHook | None = None,
+        reset_seed: int | None = None,
+    ):
         self.env = make_env(env_id)
-        self.replay, self.hook = replay, hook
-        self.obs, _ = self.env.reset(seed=seed)
+        self.replay, self.hook = replay, hook or ReplayOnly()
+        self.obs, _ = self.env.reset(seed=seed if reset_seed is None else reset_seed)
         self.env.action_space.seed(seed)
 
     def random_action(self) -> np.ndarray:
@@ -114,6 +100,7 @@ class Collector:
 
     def step(self, action: np.ndarray) -> dict[str, float]:
         next_obs, reward, terminated, truncated, info = self.env.step(action)
+        action = np.asarray(action)
         row = (self.obs[None], action[None], np.array([reward]), next_obs[None], [terminated])
         self.replay.add(*row)
         if type(self.hook) is not ReplayOnly:  # the default hook ignores them: skip the copies
@@ -130,17 +117,25 @@ class Collector:
         return {}
 
     def state_dict(self) -> dict:
-        """RNG states of the environment and its action space.
-
-        Environment internals (e.g. MuJoCo positions) are not portable, so a resumed
-        run starts a fresh episode from these RNG states.
-        """
+        """The environment with its episode in progress (pickled), or where it cannot be
+        pickled (a simulator handle) the RNG states of the environment and its action
+        space, from which a resumed run starts a fresh episode."""
+        try:
+            env = pickle.dumps(self.env)
+        except Exception:
+            env = None
         return {
+            "env": env,
+            "obs": self.obs,
             "env_rng": self.env.unwrapped.np_random.bit_generator.state,
             "action_rng": self.env.action_space.np_random.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("env") is not None:
+            self.env.close()
+            self.env, self.obs = pickle.loads(state["env"]), state["obs"]
+            return
         self.env.unwrapped.np_random.bit_generator.state = state["env_rng"]
         self.obs, _ = self.env.reset()
         self.env.action_space.np_random.bit_generator.state = state["action_rng"]
@@ -149,179 +144,114 @@ class Collector:
         self.env.close()
 
 
-class RunLog:
-    """The run folder, logger and progress bar of one ``learn`` call (a context manager)."""
+class OffPolicyLearner(Protocol):
+    """What :func:`train_off_policy` needs of an agent (DDPG, TD3, SAC, DQN)."""
 
-    def __init__(
-        self, algo: str, config: Any, run_dir: Path, console: Console, start: int, total: int
-    ):
-        self.algo, self.config, self.run_dir, self.console = algo, config, run_dir, console
-        self.start, self.total = start, total
+    algo: ClassVar[str]
+    config: Any  # fields: env, total_steps, learning_starts, train_frequency,
+    #              gradient_steps, batch_size, log_every, eval_every, checkpoint_every
+    counters: dict  # steps, updates, episodes
+    collector: Collector
+    replay: Ring
+    hook: ModelHook
+    rng: np.random.Generator
+    device: torch.device
+    run_dir: Path
+    console: Console
 
-    def __enter__(self) -> RunLog:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config_to_json(self.config), indent=2))
-        self.logger = Logger(self.run_dir, self.console)
-        self.logger.truncate_after(self.start)
-        self.progress = RunProgress(
-            TextColumn(f"[bold]{self.algo} {self.config.env}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-        )
-        self.progress.__enter__()
-        self.task = self.progress.add_task(
-            "train", total=self.total, completed=self.start, status=""
-        )
-        self._window = (self.start, time.perf_counter())
-        return self
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The exploring action for one observation (step 3 of the pseudocode)."""
+        ...
 
-    def log(self, step: int, metrics: dict[str, float | Tensor]) -> dict[str, float]:
-        """Log ``metrics`` (tensors converted here, not in the hot loop) at ``step``."""
-        values = {k: float(v) for k, v in metrics.items()}
-        self.logger.log(step, values, show=False)
-        return values
+    def update(self, batch: Any) -> dict[str, Tensor | float]:
+        """One gradient step on a minibatch; returns the loss metrics."""
+        ...
 
-    def speed(self, step: int) -> float:
-        """Environment steps per second (updates included) since the last call."""
-        last_step, last_time = self._window
-        now = time.perf_counter()
-        self._window = (step, now)
-        return (step - last_step) / max(now - last_time, 1e-9)
+    def after_step(self, step: int) -> None:
+        """Anything due after environment step ``step`` (DQN's target copy)."""
+        ...
 
-    def show(self, step: int, status: str = "") -> None:
-        self.progress.update(self.task, completed=step, status=status)
+    def evaluate(self) -> dict[str, float]: ...
 
-    def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
-        self.logger.close()
+    def checkpoint(self, path: str | Path | None = None) -> Path: ...
 
 
-# -------------------------------------------------------------------- checkpoints
-class RngStates:
-    """numpy Generator, torch Generator and torch's global RNG as one ``state_dict``."""
-
-    def __init__(self, rng: np.random.Generator, generator: torch.Generator):
-        self.rng, self.generator = rng, generator
-
-    def state_dict(self) -> dict:
-        return {
-            "numpy": self.rng.bit_generator.state,
-            "generator": self.generator.get_state(),
-            "torch": torch.get_rng_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["numpy"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch"])
+def explore(learner: Any, obs: np.ndarray) -> np.ndarray:
+    """Uniformly random actions before ``learning_starts``, then the stochastic policy."""
+    if learner.counters["steps"] < learner.config.learning_starts:
+        return learner.collector.random_action()
+    return learner.predict(obs[None], deterministic=False)[0]
 
 
-def pack_state(parts: dict[str, Any]) -> dict:
-    """``{name: state}`` of modules, optimisers, buffers (anything with ``state_dict``), tensors."""
-    return {
-        name: part.detach().clone() if isinstance(part, Tensor) else part.state_dict()
-        for name, part in parts.items()
-    }
+def train_off_policy(learner: OffPolicyLearner, total_steps: int | None = None) -> dict:
+    """The training loop of the off-policy agents (their pseudocode's acting and
+    learning lines), inside the one :class:`Run`.
 
-
-def unpack_state(parts: dict[str, Any], states: dict, where: str) -> None:
-    """Load :func:`pack_state`'s output back in place; a missing part names the checkpoint."""
-    for name, part in parts.items():
-        if name not in states:
-            raise ValueError(f"checkpoint {where} has no {name!r}")
-        if isinstance(part, Tensor):
-            with torch.no_grad():
-                part.copy_(states[name])
-        else:
-            part.load_state_dict(states[name])
-
-
-def save_agent(agent: Any, path: str | Path, fmt: str, include_replay: bool) -> Path:
-    """Write ``agent._parts()`` (and its replay buffer if asked), config, counters atomically."""
-    parts = agent._parts() | ({"replay": agent.replay} if include_replay else {})
-    payload = {
-        "format": fmt,
-        "config": config_to_json(agent.config),
-        "counters": dict(agent.counters),
-        "state": pack_state(parts),
-    }
-    return atomic_save(payload, path)
-
-
-def load_agent(cls: type, path: str | Path, fmt: str, **kwargs) -> Any:
-    """``cls`` rebuilt from its config in ``path``, then every saved part loaded in place."""
-    payload = load_checkpoint(path, fmt)
-    config = config_from_json(cls.Config, payload["config"])
-    agent = cls(config.env, config, **kwargs)
-    state = payload["state"]
-    parts = agent._parts() | ({"replay": agent.replay} if "replay" in state else {})
-    unpack_state(parts, state, str(path))
-    agent.counters = dict(payload["counters"])
-    return agent
-
-
-def resume_agent(cls: type, run_dir: str | Path, fmt: str, **kwargs) -> Any:
-    """``cls`` from ``run_dir/checkpoints/latest.pt``, which must hold the replay buffer."""
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoints" / "latest.pt"
-    payload_agent = load_agent(cls, path, fmt, run_dir=run_dir, **kwargs)
-    if payload_agent.replay.size == 0 and payload_agent.counters["env_steps"] > 0:
-        raise ValueError(f"{path} has no replay buffer; it cannot be resumed")
-    return payload_agent
-
-
-def rng_parts(agent: Any) -> dict:
-    """The checkpoint parts every off-policy agent has besides its networks and optimisers."""
-    return {"rng": RngStates(agent.rng, agent.generator), "collector": agent.collector}
-
-
-def status_line(metrics: dict[str, float]) -> str:
-    """The progress bar's text: last training return and last evaluation."""
-    keys = {"charts/episodic_return": "return", "eval/mean_return": "eval"}
-    return "  ".join(f"{name} {metrics[k]:.1f}" for k, name in keys.items() if k in metrics)
-
-
-def train_off_policy(agent: Any, algo: str, total_steps: int | None = None) -> dict[str, float]:
-    """The training loop shared by DDPG, TD3 and SAC (their pseudocode lines 3-13).
-
-    ``agent`` provides ``config``, ``counters``, ``collector``, ``replay``, ``hook``,
-    ``rng``, ``device``, ``predict``, ``update(batch) -> losses``, ``evaluate()``,
-    ``save(path, include_replay)``, ``checkpoint_path``, ``run_dir`` and ``console``.
-    Trains until ``total_steps`` environment steps, counting steps already done.
+    Trains until ``total_steps`` environment steps (default: the config's),
+    counting steps already done; returns the last metrics.
     """
-    config, counters = agent.config, agent.counters
+    config, counters = learner.config, learner.counters
     total = config.total_steps if total_steps is None else total_steps
+    spec = RunSpec(learner.algo, config.env, config, learner.run_dir, total, counters["steps"],
+                   counters["steps"])  # fmt: skip
     metrics: dict[str, float] = {}
-    losses: dict[str, Tensor] = {}
-    with RunLog(algo, config, agent.run_dir, agent.console, counters["env_steps"], total) as run:
-        while counters["env_steps"] < total:
-            # 3. act
-            if counters["env_steps"] < config.learning_starts:
-                action = agent.collector.random_action()
-            else:
-                action = agent.predict(agent.collector.obs[None], deterministic=False)[0]
-            # 4-5. step, store, reset at episode ends
-            episode = agent.collector.step(action)
-            counters["env_steps"] = step = counters["env_steps"] + 1
+    losses: dict[str, Any] = {}
+    with Run(spec, learner.checkpoint, learner.console) as run:
+        while run.going(counters["steps"]):
+            # act, step, store, reset at episode ends
+            episode = learner.collector.step(learner.act(learner.collector.obs))
+            counters["steps"] = step = counters["steps"] + 1
             if episode:
                 counters["episodes"] += 1
                 metrics.update(run.log(step, episode))
-            # 6-12. learn from replay (or from what the model hook mixes in)
-            if step > config.learning_starts:
+            # learn from replay (or from what the model hook mixes in)
+            if step > config.learning_starts and step % config.train_frequency == 0:
                 for _ in range(config.gradient_steps):
-                    batch = agent.hook.sample(agent.replay, config.batch_size, agent.rng)
-                    losses = agent.update(batch.to(agent.device))
+                    batch = learner.hook.sample(learner.replay, config.batch_size, learner.rng)
+                    if isinstance(batch, Batch):
+                        batch = batch.to(learner.device)
+                    losses = learner.update(batch)
+            learner.after_step(step)
             if step % config.log_every == 0 and losses:
                 metrics.update(run.log(step, {**losses, "charts/SPS": run.speed(step)}))
-            # 13. evaluate, checkpoint
-            if step % config.eval_every == 0 or step == total:
-                metrics.update(run.log(step, agent.evaluate()))
-            if step % config.checkpoint_every == 0:
-                agent.save(agent.checkpoint_path, include_replay=True)
+            # evaluate, checkpoint
+            if crossed(step - 1, step, config.eval_every) or step == total:
+                metrics.update(run.log(step, learner.evaluate()))
+            run.checkpoint_if_due(crossed(step - 1, step, config.checkpoint_every))
             if step % 100 == 0 or step == total:
                 run.show(step, status_line(metrics))
-        agent.save(agent.checkpoint_path, include_replay=True)
     return metrics
+
+
+def setup_off_policy(
+    agent: Any,
+    config: Any,
+    replay: Ring,
+    *,
+    run_dir: str | Path | None,
+    console: Console | None,
+    model_hook: ModelHook | None = None,
+    reset_seed: int | None = None,
+) -> None:
+    """The attributes every off-policy learner has besides its networks: config, console,
+    device, RNGs, replay, hook, collector, counters, run folder (pseudocode line 1)."""
+    agent.config = config
+    agent.console = console or Console(quiet=True)
+    agent.device = torch.device(config.device)
+    agent.rng = np.random.default_rng(config.seed)
+    agent.generator = torch.Generator(agent.device).manual_seed(config.seed)
+    agent.replay, agent.hook = replay, model_hook or ReplayOnly()
+    agent.collector = Collector(config.env, config.seed, replay, agent.hook, reset_seed)
+    agent.counters = {"steps": 0, "updates": 0, "episodes": 0}
+    agent.run_dir = (
+        Path(run_dir) if run_dir else new_run_dir(config.run_dir, agent.algo, config.env)
+    )
+
+
+def training_parts(agent: Any) -> dict[str, Any]:
+    """The checkpoint parts of an off-policy run besides the agent's own."""
+    return {
+        "replay": agent.replay,
+        "rng": RngStates(agent.rng, agent.generator),
+        "collector": agent.collector,
+    }

@@ -1,24 +1,117 @@
-"""The replay buffer of the off-policy agents, and the model hook.
+"""The one replay ring of the library, the off-policy transition buffer, and the model hook.
 
-- :class:`ReplayBuffer` keeps transitions ``(obs, action, reward, next_obs, terminated)``
-  in preallocated numpy arrays (torch views for sampling); ``terminated`` is the
-  MDP's terminal flag only, so targets bootstrap through time limits.
+- :class:`Ring` keeps named fields in preallocated numpy arrays; adding past its
+  capacity overwrites the oldest rows. Off-policy transitions, DQN's and
+  AlphaZero's self-play positions are all kept in one.
+- :class:`ReplayBuffer` is the ring of transitions ``(obs, action, reward,
+  next_obs, terminated)`` that samples :class:`Batch` es of torch tensors;
+  ``terminated`` is the MDP's terminal flag only, so targets bootstrap through
+  time limits.
 - :class:`ModelHook` is the seam through which model-based agents (MVE, MBPO)
   plug a learned model into an unchanged off-policy agent; :class:`ReplayOnly`
-  is the model-free default.
+  is the model-free default. A hook sees a :class:`TargetContext`, not the agent.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "ModelHook", "ReplayBuffer", "ReplayOnly"]
+__all__ = ["Batch", "ModelHook", "ReplayBuffer", "ReplayOnly", "Ring", "TargetContext"]
+
+
+# --------------------------------------------------------------------------- ring
+class Ring:
+    """A ring of ``capacity`` rows of named fields, each a preallocated numpy array.
+
+    ``fields`` maps a name to ``(row shape, dtype)``; each field is an attribute
+    ``[capacity, *shape]``. ``pos`` is where the next row goes, ``size`` how many
+    are stored. ``sample`` draws rows uniformly with replacement.
+    """
+
+    def __init__(self, capacity: int, fields: dict[str, tuple[tuple[int, ...], type]]):
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be >= 1, got {capacity}")
+        self.capacity, self.names = capacity, tuple(fields)
+        for name, (shape, dtype) in fields.items():
+            setattr(self, name, np.zeros((capacity, *shape), dtype))
+        self.pos = 0  # where the next row goes
+        self.size = 0  # how many are stored
+
+    def arrays(self) -> list[np.ndarray]:
+        return [getattr(self, name) for name in self.names]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, *values) -> None:
+        """Store N rows, one array ``[N, ...]`` per field in field order; a single row
+        may be given unbatched (the first field's row shape tells which)."""
+        first = self.arrays()[0]
+        if np.ndim(values[0]) == first.ndim - 1:  # one row
+            values = tuple(np.asarray(v)[None] for v in values)
+        n = len(values[0])
+        if n > self.capacity:  # only the newest `capacity` survive
+            values = tuple(np.asarray(v)[-self.capacity :] for v in values)
+            self.pos = (self.pos + n - self.capacity) % self.capacity
+            n = self.capacity
+        if self.pos + n <= self.capacity:
+            index = slice(self.pos, self.pos + n)  # the common case: a view, no gather
+        else:
+            index = (self.pos + np.arange(n)) % self.capacity
+        for array, value in zip(self.arrays(), values):
+            array[index] = value
+        self.pos = int((self.pos + n) % self.capacity)
+        self.size = min(self.size + n, self.capacity)
+
+    def sample_index(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        return rng.integers(0, self.size, size=batch_size)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``batch_size`` rows drawn uniformly (with replacement), each field ``[B, ...]``."""
+        index = self.sample_index(batch_size, rng)
+        return {name: getattr(self, name)[index] for name in self.names}
+
+    def state_dict(self) -> dict:
+        """The stored rows only (not the empty tail), with the write position."""
+        arrays = {name: getattr(self, name)[: self.size].copy() for name in self.names}
+        return {"capacity": self.capacity, "pos": self.pos, "size": self.size, **arrays}
+
+    def load_state_dict(self, state: dict) -> None:
+        capacity = state.get("capacity", self.capacity)
+        if capacity != self.capacity:
+            raise ValueError(f"replay capacity {capacity} in the checkpoint, {self.capacity} here")
+        size = int(state["size"])
+        for name in self.names:
+            array = getattr(self, name)
+            if state[name].shape[1:] != array.shape[1:]:
+                raise ValueError(
+                    f"replay field {name} has rows {state[name].shape[1:]} in the checkpoint, "
+                    f"{array.shape[1:]} here"
+                )
+            array[:size] = state[name][:size]
+        self.pos, self.size = int(state["pos"] if "pos" in state else state["cursor"]), size
+
+
+def transition_fields(
+    obs_shape: tuple[int, ...], action_shape: tuple[int, ...], action_dtype: type = np.float32
+) -> dict[str, tuple[tuple[int, ...], type]]:
+    """The fields of a transition ring (obs, action, reward, next_obs, terminated)."""
+    return {
+        "obs": (tuple(obs_shape), np.float32),
+        "action": (tuple(action_shape), action_dtype),
+        "reward": ((), np.float32),
+        "next_obs": (tuple(obs_shape), np.float32),
+        "terminated": ((), np.float32),
+    }
 
 
 # ------------------------------------------------------------------ replay buffer
@@ -44,77 +137,27 @@ class Batch:
         return Batch(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
 
-class ReplayBuffer:
-    """A ring buffer of ``capacity`` transitions in preallocated float32 arrays.
-
-    Adding past ``capacity`` overwrites the oldest transitions. ``sample`` draws
-    uniformly with replacement from the stored ones.
-    """
+class ReplayBuffer(Ring):
+    """The ring of continuous-action transitions; ``sample`` gives a :class:`Batch`
+    of float32 torch tensors (zero-copy views: one ``index_select`` per field)."""
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_dim: int):
-        if capacity < 1:
-            raise ValueError(f"ReplayBuffer capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self.obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.next_obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.action = np.zeros((capacity, action_dim), np.float32)
-        self.reward = np.zeros(capacity, np.float32)
-        self.terminated = np.zeros(capacity, np.float32)
-        self.pos = 0  # where the next transition goes
-        self.size = 0  # how many are stored
-        # Zero-copy torch views: sampling is one index_select per field.
-        self._views = [torch.from_numpy(a) for a in self._arrays()]
-
-    def _arrays(self) -> list[np.ndarray]:
-        return [self.obs, self.action, self.reward, self.next_obs, self.terminated]
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, obs, action, reward, next_obs, terminated) -> None:
-        """Store N transitions: obs ``[N, *obs_shape]``, action ``[N, A]``, reward ``[N]`` ..."""
-        n = len(reward)
-        if n > self.capacity:  # only the newest `capacity` survive
-            obs, action, reward, next_obs, terminated = (
-                np.asarray(x)[-self.capacity :] for x in (obs, action, reward, next_obs, terminated)
-            )
-            self.pos = (self.pos + n - self.capacity) % self.capacity
-            n = self.capacity
-        if self.pos + n <= self.capacity:
-            index = slice(self.pos, self.pos + n)  # the common case: a view, no gather
-        else:
-            index = (self.pos + np.arange(n)) % self.capacity
-        for array, values in zip(self._arrays(), (obs, action, reward, next_obs, terminated)):
-            array[index] = values
-        self.pos = int((self.pos + n) % self.capacity)
-        self.size = min(self.size + n, self.capacity)
+        super().__init__(capacity, transition_fields(obs_shape, (action_dim,)))
+        self._views = [torch.from_numpy(a) for a in self.arrays()]
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """``batch_size`` transitions drawn uniformly (with replacement)."""
-        if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        index = torch.from_numpy(rng.integers(0, self.size, size=batch_size))
+        index = torch.from_numpy(self.sample_index(batch_size, rng))
         return Batch(*(view.index_select(0, index) for view in self._views))
 
-    def state_dict(self) -> dict:
-        """The stored transitions only (not the empty tail), with the write position."""
-        names = ["obs", "action", "reward", "next_obs", "terminated"]
-        arrays = {name: a[: self.size].copy() for name, a in zip(names, self._arrays())}
-        return {"capacity": self.capacity, "pos": self.pos, "size": self.size, **arrays}
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(
-                f"replay capacity {state['capacity']} in the checkpoint, {self.capacity} here"
-            )
-        size = state["size"]
-        for name, array in zip(
-            ["obs", "action", "reward", "next_obs", "terminated"], self._arrays()
-        ):
-            if state[name].shape[1:] != array.shape[1:]:
-                raise ValueError(f"replay field {name} has shape {state[name].shape[1:]} here")
-            array[:size] = state[name]
-        self.pos, self.size = state["pos"], size
+@dataclass(frozen=True)
+class TargetContext:
+    """What a model hook may use to build a Q target: the discount and the agent's
+    bootstrap value ``next_value(obs [B, ...]) -> [B]`` under its target networks."""
+
+    gamma: float
+    next_value: Callable[[Tensor], Tensor]
 
 
 # --------------------------------------------------------------------- model hook
@@ -130,10 +173,10 @@ class ModelHook(Protocol):
     - ``sample(replay, batch_size, rng) -> Batch`` for every gradient step's
       minibatch (MBPO: mix real transitions from ``replay`` with imagined ones;
       the default is ``replay.sample(batch_size, rng)``).
-    - ``q_target(batch, agent) -> Tensor [B] | None`` inside the critic update
+    - ``q_target(batch, context) -> Tensor [B] | None`` inside the critic update
       (MVE: an H-step model-based target ``sum_h gamma^h r_h + gamma^H V(s_H)``,
-      using ``agent.next_value(obs [B, ...]) -> [B]`` for the bootstrap value
-      V(s_H) under the agent's target networks, and ``agent.config.gamma``;
+      using ``context.next_value(obs [B, ...]) -> [B]`` for the bootstrap value
+      V(s_H) under the agent's target networks, and ``context.gamma``;
       None: the agent's own one-step TD target). The agent treats it as a
       constant (no gradient flows through it).
 
@@ -144,7 +187,7 @@ class ModelHook(Protocol):
 
     def sample(self, replay: ReplayBuffer, batch_size: int, rng: np.random.Generator) -> Batch: ...
 
-    def q_target(self, batch: Batch, agent: Any) -> Tensor | None: ...
+    def q_target(self, batch: Batch, context: TargetContext) -> Tensor | None: ...
 
 
 class ReplayOnly:
@@ -156,5 +199,5 @@ class ReplayOnly:
     def sample(self, replay: ReplayBuffer, batch_size: int, rng: np.random.Generator) -> Batch:
         return replay.sample(batch_size, rng)
 
-    def q_target(self, batch: Batch, agent: Any) -> Tensor | None:
+    def q_target(self, batch: Batch, context: TargetContext) -> Tensor | None:
         return None

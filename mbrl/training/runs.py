@@ -72,8 +72,11 @@ def atomic_save(payload: dict, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, expected_format: str) -> dict:
-    """Load a checkpoint written by :func:`atomic_save`; clear errors when missing or foreign."""
+def load_checkpoint(path: str | Path, expected_format: str, prefix: bool = False) -> dict:
+    """Load a checkpoint written by :func:`atomic_save`; clear errors when missing or foreign.
+
+    With ``prefix``, ``expected_format`` is a family (``mbrl.sac``) and any version of it
+    (``mbrl.sac/1``, ``mbrl.sac/2``) is accepted."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -81,7 +84,11 @@ def load_checkpoint(path: str | Path, expected_format: str) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise ValueError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    ok = found == expected_format or (
+        prefix and isinstance(found, str) and found.startswith(expected_format + "/")
+    )
+    if not ok:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} is not a {expected_format} checkpoint (found {found})")
     return payload
