@@ -1,404 +1,371 @@
-"""Numba kernels of the batched MCTS: the tree walk, expansion and backup.
+"""Numba kernels of the batched MCTS over one tree record: the walk, expansion and backup.
 
-All arrays are the fields of :class:`mbrl.planners.mcts.Tree` (``[B, N]`` per
-node, ``[B, N, A]`` per edge); every kernel loops over the B rows with
-``prange``. Values are for the player to move at a node.
+The kernels take the tree whole, as a :class:`TreeRecord` (a numba structref
+holding the arrays of :class:`mbrl.planners.mcts.Tree`, ``[B, N]`` per node,
+``[B, N, A]`` per edge), and the search constants as a :class:`Rules` record;
+the small helpers read one row ``b`` of it (``edge_value(tree, b, node,
+action)``). Values are for the player to move at a node.
+
+The selection rule is chosen once, at the root of the search
+(``Rules.interior_rule``: PUCT or Gumbel's deterministic rule), and
+:func:`choose_action` dispatches to it; the root adds two rules of its own
+(an edge forced by sequential halving, and the best proven edge of a solved
+root). Each batch kernel is a :class:`~mbrl.planners.threads.BatchKernel`:
+one row function looped serially below ``min_parallel_batch`` rows and with
+``prange`` above it.
 """
+
+from __future__ import annotations
 
 import math
 
 import numba
 import numpy as np
 from numba import prange
+from numba.core import types
+from numba.experimental import structref
+
+from .threads import batch_kernel
 
 UNVISITED = -1
 NEG_INF = -np.inf
+PUCT_RULE = 0
+"""``Q(s,a) + c_puct P(s,a) sqrt(N(s)) / (1 + N(s,a))`` (AlphaZero)."""
+GUMBEL_RULE = 1
+"""``argmax pi'(a) - N(a) / (1 + sum N)``, ``pi' = softmax(logits + sigma(q))`` (Gumbel)."""
+
+TREE_FIELDS = (
+    "visits",  # [B, N] int32
+    "value_sum",  # [B, N] float32, for the player to move at the node
+    "raw_value",  # [B, N] float32, the evaluator's value at expansion
+    "to_play",  # [B, N] int64
+    "terminal",  # [B, N] bool
+    "solved",  # [B, N] bool
+    "solved_value",  # [B, N] float32
+    "parent",  # [B, N] int32
+    "parent_action",  # [B, N] int32
+    "children",  # [B, N, A] int32, UNVISITED = not expanded
+    "child_reward",  # [B, N, A] float32, reward of the mover at the node
+    "logits",  # [B, N, A] float32, -inf where illegal
+    "prior",  # [B, N, A] float32, softmax of logits
+    "num_nodes",  # [B] int32
+)
+RULES_FIELDS = ("interior_rule", "c_puct", "c_visit", "c_scale", "win_value")
+
+
+@structref.register
+class TreeRecordType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class TreeRecord(structref.StructRefProxy):
+    """The tree arrays as one numba record (the arrays are shared, not copied)."""
+
+
+structref.define_proxy(TreeRecord, TreeRecordType, list(TREE_FIELDS))
+
+
+@structref.register
+class RulesType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Rules(structref.StructRefProxy):
+    """Search constants: ``interior_rule`` (PUCT_RULE / GUMBEL_RULE), ``c_puct``,
+    ``c_visit``, ``c_scale`` and ``win_value`` (the edge value that proves a win)."""
+
+
+structref.define_proxy(Rules, RulesType, list(RULES_FIELDS))
+
+
+def make_rules(interior_rule: int, c_puct: float, c_visit: float, c_scale: float, win_value):
+    return Rules(int(interior_rule), float(c_puct), float(c_visit), float(c_scale), win_value)
+
+
+# ----------------------------------------------------------- row helpers
+@numba.njit(inline="always")
+def edge_value(tree, b, n, a):
+    """(value of edge (n, a) for the player at n, proven?); the edge must be expanded."""
+    c = tree.children[b, n, a]
+    sign = 1.0 if tree.to_play[b, c] == tree.to_play[b, n] else -1.0
+    if tree.solved[b, c]:
+        return tree.child_reward[b, n, a] + sign * tree.solved_value[b, c], True
+    return tree.child_reward[b, n, a] + sign * tree.value_sum[b, c] / tree.visits[b, c], False
 
 
 @numba.njit(inline="always")
-def _edge_value(children, visits, value_sum, to_play, child_reward, solved, solved_value, b, n, a):
-    """(value of edge (n, a) for the player at n, proven?); edge must be expanded."""
-    c = children[b, n, a]
-    sign = 1.0 if to_play[b, c] == to_play[b, n] else -1.0
-    if solved[b, c]:
-        return child_reward[b, n, a] + sign * solved_value[b, c], True
-    return child_reward[b, n, a] + sign * value_sum[b, c] / visits[b, c], False
-
-
-@numba.njit(cache=True)
-def _edge_values(
-    children, visits, value_sum, to_play, child_reward, solved, solved_value, n, out, out_proven
-):
-    for b in range(children.shape[0]):
-        for a in range(children.shape[2]):
-            if children[b, n, a] >= 0:
-                out[b, a], out_proven[b, a] = _edge_value(
-                    children,
-                    visits,
-                    value_sum,
-                    to_play,
-                    child_reward,
-                    solved,
-                    solved_value,
-                    b,
-                    n,
-                    a,
-                )
+def edge_visits(tree, b, n, a):
+    c = tree.children[b, n, a]
+    return tree.visits[b, c] if c >= 0 else 0
 
 
 @numba.njit(inline="always")
-def _completed_sigma_q(
-    children,
-    visits,
-    value_sum,
-    raw_value,
-    to_play,
-    child_reward,
-    solved,
-    solved_value,
-    logits,
-    prior,
-    b,
-    n,
-    c_visit,
-    c_scale,
-    out,
-):
-    """Gumbel's sigma(completed, rescaled q) of node n's edges into ``out[A]``; -inf if illegal."""
-    A = children.shape[2]
-    sum_visits = 0.0
-    max_visits = 0.0
-    weighted_q = 0.0
-    weight = 0.0
+def is_legal(tree, b, n, a):
+    return tree.logits[b, n, a] != NEG_INF
+
+
+@numba.njit(inline="always")
+def completed_sigma_q(tree, rules, b, n, out):
+    """Gumbel's sigma(completed, rescaled q) of node n's edges into ``out[A]``; -inf if illegal.
+
+    Unvisited edges get v_mix, the prior-weighted mix of the raw value and the
+    visited edges' values; all are min-max rescaled and scaled by
+    ``(c_visit + max N) * c_scale``.
+    """
+    A = tree.children.shape[2]
+    sum_visits, max_visits, weighted_q, weight = 0.0, 0.0, 0.0, 0.0
     for a in range(A):
-        c = children[b, n, a]
-        if c >= 0:
-            q = _edge_value(
-                children, visits, value_sum, to_play, child_reward, solved, solved_value, b, n, a
-            )[0]
+        if tree.children[b, n, a] >= 0:
+            q = edge_value(tree, b, n, a)[0]
+            visits = edge_visits(tree, b, n, a)
             out[a] = q
-            sum_visits += visits[b, c]
-            max_visits = max(max_visits, visits[b, c])
-            weighted_q += prior[b, n, a] * q
-            weight += prior[b, n, a]
-    v_mix = raw_value[b, n]
+            sum_visits += visits
+            max_visits = max(max_visits, visits)
+            weighted_q += tree.prior[b, n, a] * q
+            weight += tree.prior[b, n, a]
+    v_mix = tree.raw_value[b, n]
     if weight > 0:
-        v_mix = (raw_value[b, n] + sum_visits * weighted_q / weight) / (1.0 + sum_visits)
+        v_mix = (tree.raw_value[b, n] + sum_visits * weighted_q / weight) / (1.0 + sum_visits)
     lo, hi = np.inf, -np.inf
     for a in range(A):
-        if logits[b, n, a] == NEG_INF:
+        if not is_legal(tree, b, n, a):
             continue
-        if children[b, n, a] < 0:
+        if tree.children[b, n, a] < 0:
             out[a] = v_mix
         lo = min(lo, out[a])
         hi = max(hi, out[a])
-    scale = (c_visit + max_visits) * c_scale / max(hi - lo, 1e-8)
+    scale = (rules.c_visit + max_visits) * rules.c_scale / max(hi - lo, 1e-8)
     for a in range(A):
-        out[a] = (out[a] - lo) * scale if logits[b, n, a] != NEG_INF else NEG_INF
+        out[a] = (out[a] - lo) * scale if is_legal(tree, b, n, a) else NEG_INF
 
 
-@numba.njit(cache=True, parallel=True)
-def _select(
-    children,
-    visits,
-    value_sum,
-    raw_value,
-    to_play,
-    terminal,
-    solved,
-    solved_value,
-    child_reward,
-    logits,
-    prior,
-    root_action,
-    gumbel,
-    c_puct,
-    c_visit,
-    c_scale,
-    out_node,
-    out_action,
-):
+# ------------------------------------------------------ selection rules
+@numba.njit(inline="always")
+def puct_action(tree, rules, b, n):
+    """argmax ``Q + c_puct P sqrt(N(n)) / (1 + N(n, a))`` (unvisited Q = 0)."""
+    sqrt_n = math.sqrt(tree.visits[b, n])
+    best_a, best = -1, NEG_INF
+    for a in range(tree.children.shape[2]):
+        if not is_legal(tree, b, n, a):
+            continue
+        q = edge_value(tree, b, n, a)[0] if tree.children[b, n, a] >= 0 else 0.0
+        score = q + rules.c_puct * tree.prior[b, n, a] * sqrt_n / (1 + edge_visits(tree, b, n, a))
+        if score > best:
+            best, best_a = score, a
+    return best_a
+
+
+@numba.njit(inline="always")
+def gumbel_action(tree, rules, b, n, scratch):
+    """argmax ``pi'(a) - N(a) / (1 + sum N)`` with ``pi' = softmax(logits + sigma(q))``."""
+    A = tree.children.shape[2]
+    completed_sigma_q(tree, rules, b, n, scratch)
+    top = NEG_INF
+    for a in range(A):
+        if scratch[a] != NEG_INF:
+            scratch[a] += tree.logits[b, n, a]
+            top = max(top, scratch[a])
+    total = 0.0
+    for a in range(A):
+        if scratch[a] != NEG_INF:
+            scratch[a] = np.exp(scratch[a] - top)
+            total += scratch[a]
+    parent_visits = tree.visits[b, n]  # = 1 + sum of edge visits
+    best_a, best = -1, NEG_INF
+    for a in range(A):
+        if is_legal(tree, b, n, a):
+            score = scratch[a] / total - edge_visits(tree, b, n, a) / parent_visits
+            if score > best:
+                best, best_a = score, a
+    return best_a
+
+
+@numba.njit(inline="always")
+def best_proven_action(tree, b, n):
+    """The legal expanded edge with the highest proven value (a solved root's move)."""
+    best_a, best = -1, NEG_INF
+    for a in range(tree.children.shape[2]):
+        if is_legal(tree, b, n, a) and tree.children[b, n, a] >= 0:
+            q, proven = edge_value(tree, b, n, a)
+            if proven and q > best:
+                best, best_a = q, a
+    return best_a
+
+
+@numba.njit(inline="always")
+def choose_action(tree, rules, b, n, forced, scratch):
+    """The edge to follow at node n: the root's forced edge (``forced >= 0``), a solved
+    root's best proven edge, else the interior rule chosen at the root of the search."""
+    if n == 0 and forced >= 0:
+        return forced
+    if tree.solved[b, n]:
+        return best_proven_action(tree, b, n)
+    if rules.interior_rule == GUMBEL_RULE:
+        return gumbel_action(tree, rules, b, n, scratch)
+    return puct_action(tree, rules, b, n)
+
+
+@numba.njit(inline="always")
+def descend(tree, rules, b, forced, scratch):
+    """(node, action): row b's walk from the root to an unexpanded edge, or
+    (node, -1) at a terminal or solved node below the root."""
+    n = 0
+    while True:
+        if tree.terminal[b, n] or (tree.solved[b, n] and n != 0):
+            return n, -1
+        a = choose_action(tree, rules, b, n, forced, scratch)
+        c = tree.children[b, n, a]
+        if c < 0:
+            return n, a
+        n = c
+
+
+# ---------------------------------------------------- expansion, backup
+@numba.njit(inline="always")
+def set_prior(tree, b, n, logits):
+    """Store node n's logits ``[A]`` (-inf where illegal) and their softmax."""
+    A = tree.children.shape[2]
+    top = NEG_INF
+    for a in range(A):
+        tree.logits[b, n, a] = logits[a]
+        top = max(top, logits[a])
+    total = 0.0
+    for a in range(A):
+        p = np.exp(logits[a] - top) if logits[a] != NEG_INF else 0.0
+        tree.prior[b, n, a] = p
+        total += p
+    for a in range(A):
+        tree.prior[b, n, a] /= total
+
+
+@numba.njit(inline="always")
+def add_child(tree, b, n, a, reward, terminal, to_play, logits, value):
+    """Append the child of edge (n, a) to row b; returns (child, value to back up)."""
+    c = tree.num_nodes[b]
+    tree.num_nodes[b] += 1
+    tree.children[b, n, a] = c
+    tree.child_reward[b, n, a] = reward
+    tree.parent[b, c] = n
+    tree.parent_action[b, c] = a
+    tree.to_play[b, c] = to_play
+    tree.terminal[b, c] = terminal
+    if terminal:  # a terminal child is solved: its value is exactly 0
+        tree.solved[b, c] = True
+        tree.solved_value[b, c] = 0.0
+        value = 0.0
+    else:
+        set_prior(tree, b, c, logits)
+    tree.raw_value[b, c] = value
+    return c, value
+
+
+@numba.njit(inline="always")
+def update_solved(tree, rules, b, n):
+    """Mark node n solved if an edge proves a win or all legal edges are proven."""
+    best = NEG_INF
+    all_proven = True
+    for a in range(tree.children.shape[2]):
+        if not is_legal(tree, b, n, a):
+            continue
+        if tree.children[b, n, a] < 0:
+            all_proven = False
+            continue
+        q, proven = edge_value(tree, b, n, a)
+        if not proven:
+            all_proven = False
+        elif q >= rules.win_value:
+            tree.solved[b, n] = True
+            tree.solved_value[b, n] = q
+            return
+        else:
+            best = max(best, q)
+    if all_proven and best != NEG_INF:
+        tree.solved[b, n] = True
+        tree.solved_value[b, n] = best
+
+
+@numba.njit(inline="always")
+def backup(tree, rules, b, leaf, value):
+    """Add ``value`` (for the player at ``leaf``) along the path to the root.
+
+    Each step up adds the edge reward and flips the sign when the player
+    changes; a parent that becomes solved backs up its exact value instead.
+    """
+    c = leaf
+    tree.visits[b, c] += 1
+    tree.value_sum[b, c] += value
+    while tree.parent[b, c] >= 0:
+        p = tree.parent[b, c]
+        sign = 1.0 if tree.to_play[b, c] == tree.to_play[b, p] else -1.0
+        value = tree.child_reward[b, p, tree.parent_action[b, c]] + sign * value
+        if not tree.solved[b, p]:
+            update_solved(tree, rules, b, p)
+        if tree.solved[b, p]:
+            value = tree.solved_value[b, p]
+        tree.visits[b, p] += 1
+        tree.value_sum[b, p] += value
+        c = p
+
+
+# ---------------------------------------------------------- batch kernels
+@batch_kernel(min_parallel_batch=64, batch_arg=2)
+def select(tree, rules, root_action, out_node, out_action):
     """Descend every row to an edge to expand (or to a terminal/solved node).
 
     ``root_action[b] >= 0`` forces the first edge (Gumbel's sequential halving).
     ``out_action[b] = -1`` means the walk ended at node ``out_node[b]`` itself
     (a terminal or solved node): no expansion, just a backup from it.
     """
-    A = children.shape[2]
-    for b in prange(children.shape[0]):
+    A = tree.children.shape[2]
+    for b in prange(root_action.shape[0]):
         scratch = np.empty(A, np.float32)
-        n = 0
-        while True:
-            if terminal[b, n] or (solved[b, n] and n != 0):
-                out_node[b] = n
-                out_action[b] = -1
-                break
-            best_a = -1
-            best = NEG_INF
-            if n == 0 and root_action[b] >= 0:
-                best_a = root_action[b]
-            elif solved[b, n]:  # the root is solved: follow its best proven edge
-                for a in range(A):
-                    if logits[b, n, a] != NEG_INF and children[b, n, a] >= 0:
-                        q, proven = _edge_value(
-                            children,
-                            visits,
-                            value_sum,
-                            to_play,
-                            child_reward,
-                            solved,
-                            solved_value,
-                            b,
-                            n,
-                            a,
-                        )
-                        if proven and q > best:
-                            best, best_a = q, a
-            elif gumbel:
-                _completed_sigma_q(
-                    children,
-                    visits,
-                    value_sum,
-                    raw_value,
-                    to_play,
-                    child_reward,
-                    solved,
-                    solved_value,
-                    logits,
-                    prior,
-                    b,
-                    n,
-                    c_visit,
-                    c_scale,
-                    scratch,
-                )
-                # pi' = softmax(logits + sigma(q)); pick argmax pi'(a) - N(a) / (1 + sum N).
-                top = NEG_INF
-                for a in range(A):
-                    if scratch[a] != NEG_INF:
-                        scratch[a] += logits[b, n, a]
-                        top = max(top, scratch[a])
-                total = 0.0
-                for a in range(A):
-                    if scratch[a] != NEG_INF:
-                        scratch[a] = np.exp(scratch[a] - top)
-                        total += scratch[a]
-                parent_visits = visits[b, n]  # = 1 + sum of edge visits
-                for a in range(A):
-                    if logits[b, n, a] == NEG_INF:
-                        continue
-                    c = children[b, n, a]
-                    edge_visits = visits[b, c] if c >= 0 else 0
-                    score = scratch[a] / total - edge_visits / parent_visits
-                    if score > best:
-                        best, best_a = score, a
-            else:
-                sqrt_n = math.sqrt(visits[b, n])
-                for a in range(A):
-                    if logits[b, n, a] == NEG_INF:
-                        continue
-                    c = children[b, n, a]
-                    q = 0.0
-                    edge_visits = 0
-                    if c >= 0:
-                        q = _edge_value(
-                            children,
-                            visits,
-                            value_sum,
-                            to_play,
-                            child_reward,
-                            solved,
-                            solved_value,
-                            b,
-                            n,
-                            a,
-                        )[0]
-                        edge_visits = visits[b, c]
-                    score = q + c_puct * prior[b, n, a] * sqrt_n / (1 + edge_visits)
-                    if score > best:
-                        best, best_a = score, a
-            c = children[b, n, best_a]
-            if c < 0:
-                out_node[b] = n
-                out_action[b] = best_a
-                break
-            n = c
+        out_node[b], out_action[b] = descend(tree, rules, b, root_action[b], scratch)
 
 
-@numba.njit(inline="always")
-def _update_solved(
-    children,
-    visits,
-    value_sum,
-    to_play,
-    child_reward,
-    solved,
-    solved_value,
-    logits,
-    win_value,
-    b,
-    n,
-):
-    """Mark node n solved if an edge proves a win or all legal edges are proven."""
-    best = NEG_INF
-    all_proven = True
-    for a in range(children.shape[2]):
-        if logits[b, n, a] == NEG_INF:
-            continue
-        if children[b, n, a] < 0:
-            all_proven = False
-            continue
-        q, proven = _edge_value(
-            children, visits, value_sum, to_play, child_reward, solved, solved_value, b, n, a
-        )
-        if not proven:
-            all_proven = False
-        elif q >= win_value:
-            solved[b, n] = True
-            solved_value[b, n] = q
-            return
+@batch_kernel(min_parallel_batch=64, batch_arg=2)
+def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
+    """Add the child of (node, action) per row, then back its value up to the root.
+
+    ``expansion`` = (reward [B], terminal [B], to_play [B], logits [B, A], value [B])
+    of the new children; rows with ``action[b] = -1`` back up from ``node[b]``.
+    """
+    reward, terminal, to_play, logits, value = expansion
+    for b in prange(node.shape[0]):
+        n, a = node[b], action[b]
+        if a >= 0:
+            leaf, v = add_child(
+                tree, b, n, a, reward[b], terminal[b], to_play[b], logits[b], value[b]
+            )
         else:
-            best = max(best, q)
-    if all_proven and best != NEG_INF:
-        solved[b, n] = True
-        solved_value[b, n] = best
+            leaf, v = n, tree.solved_value[b, n] if tree.solved[b, n] else 0.0
+        out_leaf[b] = leaf
+        backup(tree, rules, b, leaf, v)
 
 
-@numba.njit(cache=True, parallel=True)
-def _expand_and_backup(
-    children,
-    visits,
-    value_sum,
-    raw_value,
-    to_play,
-    terminal,
-    solved,
-    solved_value,
-    parent,
-    parent_action,
-    child_reward,
-    logits,
-    prior,
-    num_nodes,
-    node,
-    action,
-    new_reward,
-    new_terminal,
-    new_to_play,
-    new_logits,
-    new_value,
-    win_value,
-    out_new_node,
-):
-    """Add the child of (node, action) per row, then back its value up to the root."""
-    A = children.shape[2]
-    for b in prange(children.shape[0]):
-        n = node[b]
-        if action[b] >= 0:
-            leaf = num_nodes[b]
-            num_nodes[b] += 1
-            children[b, n, action[b]] = leaf
-            child_reward[b, n, action[b]] = new_reward[b]
-            parent[b, leaf] = n
-            parent_action[b, leaf] = action[b]
-            to_play[b, leaf] = new_to_play[b]
-            terminal[b, leaf] = new_terminal[b]
-            if new_terminal[b]:
-                solved[b, leaf] = True
-                solved_value[b, leaf] = 0.0
-                value = 0.0
-            else:
-                value = new_value[b]
-                top = NEG_INF
-                for a in range(A):
-                    logits[b, leaf, a] = new_logits[b, a]
-                    top = max(top, new_logits[b, a])
-                total = 0.0
-                for a in range(A):
-                    p = np.exp(new_logits[b, a] - top) if new_logits[b, a] != NEG_INF else 0.0
-                    prior[b, leaf, a] = p
-                    total += p
-                for a in range(A):
-                    prior[b, leaf, a] /= total
-            raw_value[b, leaf] = value
-        else:
-            leaf = n
-            value = solved_value[b, leaf] if solved[b, leaf] else 0.0
-        out_new_node[b] = leaf
-        # Backup: the value of a node is for its own player to move.
-        c = leaf
-        visits[b, c] += 1
-        value_sum[b, c] += value
-        while parent[b, c] >= 0:
-            p = parent[b, c]
-            sign = 1.0 if to_play[b, c] == to_play[b, p] else -1.0
-            value = child_reward[b, p, parent_action[b, c]] + sign * value
-            if not solved[b, p]:
-                _update_solved(
-                    children,
-                    visits,
-                    value_sum,
-                    to_play,
-                    child_reward,
-                    solved,
-                    solved_value,
-                    logits,
-                    win_value,
-                    b,
-                    p,
-                )
-            if solved[b, p]:
-                value = solved_value[b, p]
-            visits[b, p] += 1
-            value_sum[b, p] += value
-            c = p
-
-
-@numba.njit(cache=True, parallel=True)
-def _gumbel_root_scores(
-    children,
-    visits,
-    value_sum,
-    raw_value,
-    to_play,
-    child_reward,
-    solved,
-    solved_value,
-    logits,
-    prior,
-    gumbel,
-    c_visit,
-    c_scale,
-    out_score,
-    out_sigma_q,
-):
+@batch_kernel(min_parallel_batch=64, batch_arg=2)
+def gumbel_root_scores(tree, rules, gumbel, out_score, out_sigma_q):
     """Per row: ``out_sigma_q = sigma(completed q)`` at the root and
     ``out_score = max(g + logits - max logits + sigma(q), -1e9)`` (-inf where illegal)."""
-    A = children.shape[2]
-    for b in prange(children.shape[0]):
-        _completed_sigma_q(
-            children,
-            visits,
-            value_sum,
-            raw_value,
-            to_play,
-            child_reward,
-            solved,
-            solved_value,
-            logits,
-            prior,
-            b,
-            0,
-            c_visit,
-            c_scale,
-            out_sigma_q[b],
-        )
+    A = tree.children.shape[2]
+    for b in prange(gumbel.shape[0]):
+        completed_sigma_q(tree, rules, b, 0, out_sigma_q[b])
         top = NEG_INF
         for a in range(A):
-            top = max(top, logits[b, 0, a])
+            top = max(top, tree.logits[b, 0, a])
         for a in range(A):
-            if logits[b, 0, a] == NEG_INF:
+            if not is_legal(tree, b, 0, a):
                 out_score[b, a] = NEG_INF
             else:
-                score = gumbel[b, a] + logits[b, 0, a] - top + out_sigma_q[b, a]
+                score = gumbel[b, a] + tree.logits[b, 0, a] - top + out_sigma_q[b, a]
                 out_score[b, a] = max(score, -1e9)
+
+
+@numba.njit(cache=True)
+def edge_values(tree, n, out, out_proven):
+    """``out[b, a], out_proven[b, a] = edge_value(tree, b, n, a)`` where expanded."""
+    for b in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            if tree.children[b, n, a] >= 0:
+                out[b, a], out_proven[b, a] = edge_value(tree, b, n, a)
