@@ -22,23 +22,20 @@ Learning with Double Q-learning"), for discrete action spaces.
 
 The defaults are the tuned CartPole-v1 settings of RL Baselines3 Zoo (Raffin 2020),
 except a lower learning rate (5e-4 instead of 2.3e-3, which oscillated in our runs).
-A run lives in ``runs/dqn-<env>-<time>/``: ``config.json``, ``progress.csv``,
-TensorBoard events and ``checkpoints/latest.pt`` (networks, optimiser, replay buffer,
-RNG states, counters and the environment with its episode in progress, pickled), so a
-killed run resumes from its last checkpoint exactly as if it had never stopped. An
-environment that cannot be pickled starts a new episode on resume instead.
+The acting and learning loop is the off-policy agents' one
+(:func:`mbrl.training.offpolicy.train_off_policy`): this file holds DQN's config,
+its epsilon-greedy step 4, its update (steps 7-9) and its target copy (step 10).
+A checkpoint holds the environment with its episode in progress, so a killed run
+resumes exactly as if it had never stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import pickle
-import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import gymnasium as gym
 import numpy as np
@@ -46,23 +43,29 @@ import torch
 import torch.nn.functional as F
 import tyro
 from rich.console import Console
-from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
-from mbrl.training.envs import check_env_id, evaluate
-from mbrl.training.logger import Logger, RunProgress
-from mbrl.training.nets import mlp
-from mbrl.training.runs import (
-    atomic_save,
-    config_from_json,
-    config_to_json,
-    load_checkpoint,
-    new_run_dir,
+from mbrl.training.checkpoint import RngStates, agent_files
+from mbrl.training.config import (
+    DeviceFields,
+    EnvFields,
+    ReplayFields,
+    RunFields,
+    at_least,
+    fail,
+    in_range,
 )
+from mbrl.training.envs import check_env_id, evaluate
+from mbrl.training.nets import mlp
+from mbrl.training.offpolicy import (
+    setup_off_policy,
+    train_off_policy,
+    training_parts,
+    validate_offpolicy_config,
+)
+from mbrl.training.replay import Ring, transition_fields
 
 __all__ = ["DQN", "DQNConfig", "Loss", "ReplayBuffer", "linear_schedule", "td_target"]
-
-CHECKPOINT_FORMAT = "mbrl.dqn/1"
 
 
 class Loss(Enum):
@@ -73,21 +76,15 @@ class Loss(Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DQNConfig:
+class DQNConfig(RunFields, DeviceFields, EnvFields, ReplayFields):
     env: str = "CartPole-v1"
     """Gymnasium id of an environment with a Discrete action space and Box observations."""
     total_steps: int = 50_000
     """Environment steps to train for (CartPole-v1: 5e4; Atari: 1e7)."""
-    seed: int = 0
-    """Seed of the networks, exploration, replay sampling and environment."""
-    run_dir: str = "runs"
-    """Folder under which the run folder ``dqn-<env>-<time>`` is made."""
     learning_rate: float = 5e-4
     """Adam learning rate; 1e-4 (Atari) to 1e-3 (the Zoo's 2.3e-3 was unstable here)."""
     buffer_size: int = 100_000
     """Transitions kept in the replay buffer (oldest dropped first); 1e4-1e6."""
-    gamma: float = 0.99
-    """Discount factor; 0.9-0.999."""
     tau: float = 1.0
     """Target update rate: 1 copies the network (hard update), 0.005 is a soft update."""
     target_network_frequency: int = 10
@@ -114,70 +111,20 @@ class DQNConfig:
     """TD loss: huber (smooth L1) or mse."""
     max_grad_norm: float = 10.0
     """Gradient norm clip; 10 (SB3); 0 disables clipping."""
-    eval_every: int = 5_000
-    """Environment steps between greedy evaluations; 0 evaluates only at the end."""
-    eval_episodes: int = 10
-    """Episodes per evaluation (seeded, deterministic policy); 5-100."""
-    checkpoint_every: int = 10_000
-    """Environment steps between checkpoints (one is always written at the end)."""
-    log_every: int = 1_000
-    """Environment steps between rows of progress.csv."""
-    device: str = "cpu"
-    """Torch device of the networks (cpu or cuda)."""
 
     def __post_init__(self):
-        positive = (
-            "total_steps",
-            "buffer_size",
-            "target_network_frequency",
-            "batch_size",
-            "train_frequency",
-            "gradient_steps",
-            "eval_episodes",
-            "checkpoint_every",
-            "log_every",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"DQN config: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("learning_starts", "eval_every", "seed", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"DQN config: {name} must be >= 0, got {getattr(self, name)}")
-        if self.learning_starts >= self.total_steps:
-            raise ValueError(
-                f"DQN config: learning_starts ({self.learning_starts}) must be < total_steps "
-                f"({self.total_steps}): no update would happen"
-            )
-        if not self.learning_rate > 0:
-            raise ValueError(f"DQN config: learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.gamma < 1:
-            raise ValueError(f"DQN config: gamma must be in [0, 1), got {self.gamma}")
-        if not 0 < self.tau <= 1:
-            raise ValueError(f"DQN config: tau must be in (0, 1], got {self.tau}")
-        if not 0 <= self.start_epsilon <= 1:
-            raise ValueError(
-                f"DQN config: start_epsilon must be in [0, 1], got {self.start_epsilon}"
-            )
-        if not 0 <= self.end_epsilon <= self.start_epsilon:
-            raise ValueError(
-                f"DQN config: end_epsilon must be in [0, start_epsilon={self.start_epsilon}], "
-                f"got {self.end_epsilon}"
-            )
-        if not 0 < self.exploration_fraction <= 1:
-            raise ValueError(
-                "DQN config: exploration_fraction must be in (0, 1], "
-                f"got {self.exploration_fraction}"
-            )
-        if self.batch_size > self.buffer_size:
-            raise ValueError(
-                f"DQN config: batch_size ({self.batch_size}) must be <= buffer_size "
-                f"({self.buffer_size})"
-            )
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ValueError(f"DQN config: hidden_sizes must be positive, got {self.hidden_sizes}")
         if isinstance(self.loss, str):  # from JSON
             object.__setattr__(self, "loss", Loss(self.loss))
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        validate_offpolicy_config(self, min_eval_every=0)
+        at_least(self, 1, "target_network_frequency", "eval_episodes")
+        at_least(self, 0, "max_grad_norm")
+        in_range(self, "gamma", 0.0, 1.0, open_high=True)
+        in_range(self, "start_epsilon", 0.0, 1.0)
+        in_range(self, "end_epsilon", 0.0, self.start_epsilon)
+        in_range(self, "exploration_fraction", 0.0, 1.0, open_low=True)
+        if not isinstance(self.loss, Loss):
+            fail(self, "loss", "be huber or mse")
 
     @property
     def exploration_steps(self) -> int:
@@ -213,50 +160,9 @@ def td_target(
         return reward + gamma * (1.0 - terminated) * next_value
 
 
-class ReplayBuffer:
-    """A preallocated numpy ring of transitions ``(obs, action, reward, next_obs, terminated)``."""
-
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...]):
-        self.capacity = capacity
-        self.obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.next_obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.action = np.zeros(capacity, np.int64)
-        self.reward = np.zeros(capacity, np.float32)
-        self.terminated = np.zeros(capacity, np.float32)
-        self.pos = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, obs, action: int, reward: float, next_obs, terminated: bool) -> None:
-        i = self.pos
-        self.obs[i], self.next_obs[i] = obs, next_obs
-        self.action[i], self.reward[i], self.terminated[i] = action, reward, terminated
-        self.pos = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``batch_size`` transitions drawn uniformly with replacement, each field [B, ...]."""
-        index = rng.integers(0, self.size, size=batch_size)
-        return {name: getattr(self, name)[index] for name in self._fields}
-
-    _fields = ("obs", "action", "reward", "next_obs", "terminated")
-
-    def state_dict(self) -> dict:
-        """The filled part only (a checkpoint holds no empty slots)."""
-        out = {name: getattr(self, name)[: self.size].copy() for name in self._fields}
-        return {**out, "pos": self.pos, "size": self.size, "capacity": self.capacity}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(
-                f"replay buffer capacity {state['capacity']} in the checkpoint, "
-                f"{self.capacity} in the config"
-            )
-        self.pos, self.size = int(state["pos"]), int(state["size"])
-        for name in self._fields:
-            getattr(self, name)[: self.size] = state[name]
+def ReplayBuffer(capacity: int, obs_shape: tuple[int, ...]) -> Ring:
+    """DQN's replay: the library's ring of transitions with integer actions ``[N]``."""
+    return Ring(capacity, transition_fields(obs_shape, (), np.int64))
 
 
 def _check_spaces(env: gym.Env, env_id: str) -> None:
@@ -269,21 +175,20 @@ def _check_spaces(env: gym.Env, env_id: str) -> None:
         raise ValueError(f"DQN needs Box observations; {env_id} has {env.observation_space}")
 
 
-def _pickled(env: gym.Env) -> bytes | None:
-    """The environment with its episode in progress, or None where it cannot be pickled."""
-    try:
-        return pickle.dumps(env)
-    except Exception:  # e.g. a simulator handle; resume then starts a new episode
-        return None
-
-
 # ------------------------------------------------------------------ agent
 
 
+@agent_files
 class DQN:
-    """Double DQN on one gymnasium environment; ``learn()`` runs (or continues) training."""
+    """Double DQN on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
+    algo = "dqn"
     Config = DQNConfig
+    FORMAT = "mbrl.dqn/2"
+    world_field = "env"
+    action_spaces = frozenset({"discrete"})
+    budget_fields = ("total_steps",)
+    step_cost = 3.5
 
     def __init__(
         self,
@@ -297,35 +202,30 @@ class DQN:
         if config.env != env:
             config = dataclasses.replace(config, env=env)
         check_env_id(env)
-        self.config = config
-        self.console = console or Console(quiet=True)
-        self.env = gym.wrappers.RecordEpisodeStatistics(gym.make(env))
-        _check_spaces(self.env, env)
-        obs_shape = self.env.observation_space.shape
-        self.num_actions = int(self.env.action_space.n)
-        obs_dim = int(np.prod(obs_shape))
-        sizes = [obs_dim, *config.hidden_sizes, self.num_actions]
+        probe = gym.make(env)
+        _check_spaces(probe, env)
+        obs_shape, self.num_actions = probe.observation_space.shape, int(probe.action_space.n)
+        probe.close()
+        self.obs_shape = tuple(obs_shape)
+        sizes = [int(np.prod(obs_shape)), *config.hidden_sizes, self.num_actions]
         with torch.random.fork_rng(devices=[]):  # seed the init, leave the global RNG alone
             torch.manual_seed(config.seed)
             self.q_net = nn.Sequential(nn.Flatten(), mlp(sizes, nn.ReLU)).to(config.device)
             self.target_net = nn.Sequential(nn.Flatten(), mlp(sizes, nn.ReLU)).to(config.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
-        self.replay = ReplayBuffer(config.buffer_size, obs_shape)
-        self.rng = np.random.default_rng(config.seed)
+        replay = ReplayBuffer(config.buffer_size, obs_shape)
+        setup_off_policy(
+            self, config, replay, run_dir=run_dir, console=console, draw_reset_seed=True
+        )
         self.predict_rng = np.random.default_rng(config.seed + 1)
-        self.counters = {"global_step": 0, "episodes": 0, "gradient_steps": 0, "seconds": 0.0}
-        self.run_dir = Path(run_dir) if run_dir else new_run_dir(config.run_dir, "dqn", env)
-        self.logger: Logger | None = None
-        self._obs: np.ndarray | None = None  # the observation of the episode in progress
-        self._episodes: list[tuple[float, int]] = []  # (return, length) not logged yet
 
     # ------------------------------------------------------------ acting
     @property
     def epsilon(self) -> float:
         c = self.config
         return linear_schedule(
-            c.start_epsilon, c.end_epsilon, c.exploration_steps, self.counters["global_step"]
+            c.start_epsilon, c.end_epsilon, c.exploration_steps, self.counters["steps"]
         )
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -337,9 +237,10 @@ class DQN:
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions [B] (int64) for observations [B, *obs_shape]; greedy, or epsilon-greedy."""
         obs = np.asarray(obs, np.float32)
-        obs_shape = self.env.observation_space.shape
-        if obs.shape[1:] != obs_shape:
-            raise ValueError(f"predict wants observations [B, *{obs_shape}], got {list(obs.shape)}")
+        if obs.shape[1:] != self.obs_shape:
+            raise ValueError(
+                f"predict wants observations [B, *{self.obs_shape}], got {list(obs.shape)}"
+            )
         actions = self.q_values(obs).argmax(axis=1)
         if not deterministic:
             explore = self.predict_rng.random(len(actions)) < self.epsilon
@@ -347,20 +248,17 @@ class DQN:
             actions = np.where(explore, random_actions, actions)
         return actions.astype(np.int64)
 
-    def _act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray) -> np.ndarray:
         """Step 4: epsilon-greedy with the training generator."""
         if self.rng.random() < self.epsilon:
-            return int(self.rng.integers(self.num_actions))
-        return int(self.q_values(obs[None])[0].argmax())
+            return np.int64(self.rng.integers(self.num_actions))
+        return np.int64(self.q_values(obs[None])[0].argmax())
 
     # ------------------------------------------------------------ learning
-    def train_step(self) -> dict[str, float]:
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """Steps 7-9 on one minibatch."""
         c = self.config
-        batch = {
-            k: torch.as_tensor(v, device=c.device)
-            for k, v in self.replay.sample(c.batch_size, self.rng).items()
-        }
+        batch = {k: torch.as_tensor(v, device=c.device) for k, v in batch.items()}
         target = td_target(
             self.q_net,
             self.target_net,
@@ -377,8 +275,17 @@ class DQN:
         if c.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
         self.optimizer.step()
-        self.counters["gradient_steps"] += 1
-        return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item()}
+        self.counters["updates"] += 1
+        return {
+            "losses/td_loss": loss.detach(),
+            "losses/q_values": q.detach().mean(),
+            "charts/epsilon": self.epsilon,
+        }
+
+    def after_step(self, step: int) -> None:
+        """Step 10, every target_network_frequency environment steps."""
+        if step % self.config.target_network_frequency == 0:
+            self.update_target()
 
     def update_target(self) -> None:
         """Step 10: Polyak average (tau = 1 is a copy)."""
@@ -398,141 +305,25 @@ class DQN:
 
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until the step counter reaches ``total_steps``; returns the last evaluation."""
-        c = self.config
-        total_steps = c.total_steps if total_steps is None else total_steps
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config_to_json(c), indent=2))
-        self.logger = Logger(self.run_dir, self.console)
-        self.logger.truncate_after(self.counters["global_step"])
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
-        start_step, start_seconds = self.counters["global_step"], self.counters["seconds"]
-        started = time.perf_counter()
-        train_metrics: dict[str, float] = {}
-        last_eval: dict[str, float] = {}
-        with RunProgress(
-            TextColumn(f"[bold]dqn {c.env}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-        ) as progress:
-            task = progress.add_task("train", total=total_steps, completed=start_step, status="")
-            while self.counters["global_step"] < total_steps:
-                episode = self._env_step()  # steps 3-5
-                if episode is not None:
-                    self._episodes.append(episode)
-                step = self.counters["global_step"]
-                if step > c.learning_starts and step % c.train_frequency == 0:
-                    for _ in range(c.gradient_steps):  # steps 6-9
-                        train_metrics = self.train_step()
-                if step % c.target_network_frequency == 0:
-                    self.update_target()  # step 10
-                evaluate_now = c.eval_every and step % c.eval_every == 0
-                if evaluate_now or step % c.log_every == 0 or step == total_steps:
-                    seconds = time.perf_counter() - started
-                    self.counters["seconds"] = start_seconds + seconds
-                    sps = (step - start_step) / max(seconds, 1e-9)
-                    metrics = self._metrics(train_metrics, sps)
-                    if evaluate_now or step == total_steps:  # step 11
-                        last_eval = self.evaluate()
-                        metrics.update(last_eval)
-                    self.logger.log(step, metrics, show=False)
-                    status = "  ".join(
-                        f"{k.split('/')[-1]} {v:.3g}"
-                        for k, v in metrics.items()
-                        if k in ("charts/episodic_return", "eval/mean_return")
-                    )
-                    progress.update(task, completed=step, status=status)
-                if step % c.checkpoint_every == 0:
-                    self.save()
-        self.counters["seconds"] = start_seconds + time.perf_counter() - started
-        self.save()
-        self.logger.close()
-        return last_eval
-
-    def _metrics(self, train_metrics: dict[str, float], sps: float) -> dict[str, float]:
-        """A progress.csv row: the last losses, epsilon, SPS and the episodes since the last."""
-        metrics = {**train_metrics, "charts/epsilon": self.epsilon, "charts/SPS": sps}
-        if self._episodes:
-            returns, lengths = np.array(self._episodes).T
-            metrics["charts/episodic_return"] = float(returns.mean())
-            metrics["charts/episodic_length"] = float(lengths.mean())
-            self._episodes = []
-        return metrics
-
-    def _env_step(self) -> tuple[float, int] | None:
-        """Act, step, store; returns (return, length) when an episode ended."""
-        obs = self._obs
-        action = self._act(obs)
-        next_obs, reward, terminated, truncated, info = self.env.step(action)
-        self.replay.add(obs, action, float(reward), next_obs, bool(terminated))
-        self.counters["global_step"] += 1
-        if terminated or truncated:
-            self.counters["episodes"] += 1
-            self._obs, _ = self.env.reset()
-            return float(info["episode"]["r"]), int(info["episode"]["l"])
-        self._obs = next_obs
-        return None
+        metrics = train_off_policy(self, total_steps)
+        return {k: v for k, v in metrics.items() if k.startswith("eval/")}
 
     # ------------------------------------------------------------ checkpoints
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "latest.pt"
+    def parts(self, training: bool = False) -> dict[str, Any]:
+        parts = {"q_net": self.q_net, "target_net": self.target_net, "optimizer": self.optimizer}
+        if training:
+            parts |= training_parts(self) | {"predict_rng": RngStates(self.predict_rng)}
+        return parts
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the full training state atomically (default: ``checkpoints/latest.pt``)."""
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "config": config_to_json(self.config),
-            "q_net": self.q_net.state_dict(),
-            "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "replay": self.replay.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "predict_rng": self.predict_rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "counters": dict(self.counters),
-            "episodes": list(self._episodes),
-            "obs": self._obs,
-            "env": _pickled(self.env),
-        }
-        return atomic_save(payload, path or self.checkpoint_path)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        run_dir: str | Path | None = None,
-        console: Console | None = None,
-    ) -> DQN:
-        """An agent with the full state of a checkpoint file (or a run folder's latest)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "checkpoints" / "latest.pt"
-        payload = load_checkpoint(path, CHECKPOINT_FORMAT)
-        config = config_from_json(DQNConfig, payload["config"])
-        if run_dir is None and path.parent.name == "checkpoints":
-            run_dir = path.parent.parent
-        agent = cls(config.env, config, run_dir=run_dir, console=console)
-        agent.q_net.load_state_dict(payload["q_net"])
-        agent.target_net.load_state_dict(payload["target_net"])
-        agent.optimizer.load_state_dict(payload["optimizer"])
-        agent.replay.load_state_dict(payload["replay"])
-        agent.rng.bit_generator.state = payload["rng"]
-        agent.predict_rng.bit_generator.state = payload["predict_rng"]
-        torch.set_rng_state(payload["torch_rng"])
-        agent.counters = dict(payload["counters"])
-        agent._episodes = list(payload["episodes"])
-        if payload["env"] is not None and payload["obs"] is not None:
-            agent.env.close()
-            agent.env, agent._obs = pickle.loads(payload["env"]), payload["obs"]
-        return agent
-
-    @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None) -> DQN:
-        """Continue a run from ``run_dir/checkpoints/latest.pt``."""
-        run_dir = Path(run_dir)
-        return cls.load(run_dir / "checkpoints" / "latest.pt", run_dir=run_dir, console=console)
+    @staticmethod
+    def upgrade(payload: dict) -> dict:
+        """A ``mbrl.dqn/1`` file (flat keys, its own environment) in this version's layout."""
+        if "state" in payload:
+            return payload
+        keys = ("q_net", "target_net", "optimizer", "replay")
+        state = {k: payload[k] for k in keys}
+        torch_rng = payload["torch_rng"]
+        state["rng"] = {"numpy": payload["rng"], "torch": torch_rng}
+        state["predict_rng"] = {"numpy": payload["predict_rng"], "torch": torch_rng}
+        state["collector"] = {"env": payload["env"], "obs": payload["obs"]}
+        return {**payload, "training": True, "state": state}

@@ -57,9 +57,10 @@ def check_continuous_env(env_id: str, algo: str) -> tuple[gym.spaces.Box, gym.sp
     return obs_space, action_space
 
 
-def validate_offpolicy_config(config: Any) -> None:
+def validate_offpolicy_config(config: Any, min_eval_every: int = 1) -> None:
     """The checks every off-policy config shares; messages name the config and field."""
     check_run_fields(config)
+    at_least(config, min_eval_every, "eval_every")
     at_least(config, 1, "buffer_size", "batch_size", "gradient_steps", "train_frequency")
     at_least(config, 0, "learning_starts")
     if config.learning_starts >= config.total_steps:
@@ -136,9 +137,11 @@ class Collector:
             self.env.close()
             self.env, self.obs = pickle.loads(state["env"]), state["obs"]
             return
-        self.env.unwrapped.np_random.bit_generator.state = state["env_rng"]
+        if "env_rng" in state:
+            self.env.unwrapped.np_random.bit_generator.state = state["env_rng"]
         self.obs, _ = self.env.reset()
-        self.env.action_space.np_random.bit_generator.state = state["action_rng"]
+        if "action_rng" in state:
+            self.env.action_space.np_random.bit_generator.state = state["action_rng"]
 
     def close(self) -> None:
         self.env.close()
@@ -188,7 +191,7 @@ def train_off_policy(learner: OffPolicyLearner, total_steps: int | None = None) 
     learning lines), inside the one :class:`Run`.
 
     Trains until ``total_steps`` environment steps (default: the config's),
-    counting steps already done; returns the last metrics.
+    counting steps already done; returns the last value of every metric.
     """
     config, counters = learner.config, learner.counters
     total = config.total_steps if total_steps is None else total_steps
@@ -201,9 +204,8 @@ def train_off_policy(learner: OffPolicyLearner, total_steps: int | None = None) 
             # act, step, store, reset at episode ends
             episode = learner.collector.step(learner.act(learner.collector.obs))
             counters["steps"] = step = counters["steps"] + 1
-            if episode:
-                counters["episodes"] += 1
-                metrics.update(run.log(step, episode))
+            row = dict(episode)  # one progress.csv row per step at most
+            counters["episodes"] += bool(episode)
             # learn from replay (or from what the model hook mixes in)
             if step > config.learning_starts and step % config.train_frequency == 0:
                 for _ in range(config.gradient_steps):
@@ -213,10 +215,12 @@ def train_off_policy(learner: OffPolicyLearner, total_steps: int | None = None) 
                     losses = learner.update(batch)
             learner.after_step(step)
             if step % config.log_every == 0 and losses:
-                metrics.update(run.log(step, {**losses, "charts/SPS": run.speed(step)}))
+                row |= {**losses, "charts/SPS": run.speed(step)}
             # evaluate, checkpoint
             if crossed(step - 1, step, config.eval_every) or step == total:
-                metrics.update(run.log(step, learner.evaluate()))
+                row |= learner.evaluate()
+            if row:
+                metrics.update(run.log(step, row))
             run.checkpoint_if_due(crossed(step - 1, step, config.checkpoint_every))
             if step % 100 == 0 or step == total:
                 run.show(step, status_line(metrics))
@@ -231,7 +235,7 @@ def setup_off_policy(
     run_dir: str | Path | None,
     console: Console | None,
     model_hook: ModelHook | None = None,
-    reset_seed: int | None = None,
+    draw_reset_seed: bool = False,
 ) -> None:
     """The attributes every off-policy learner has besides its networks: config, console,
     device, RNGs, replay, hook, collector, counters, run folder (pseudocode line 1)."""
@@ -241,6 +245,8 @@ def setup_off_policy(
     agent.rng = np.random.default_rng(config.seed)
     agent.generator = torch.Generator(agent.device).manual_seed(config.seed)
     agent.replay, agent.hook = replay, model_hook or ReplayOnly()
+    # DQN seeds its first episode from its generator (as it always has)
+    reset_seed = int(agent.rng.integers(2**31)) if draw_reset_seed else None
     agent.collector = Collector(config.env, config.seed, replay, agent.hook, reset_seed)
     agent.counters = {"steps": 0, "updates": 0, "episodes": 0}
     agent.run_dir = (

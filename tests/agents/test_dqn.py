@@ -105,7 +105,7 @@ def test_epsilon_schedule(tmp_path):
     agent = DQN("CartPole-v1", small(tmp_path, total_steps=1000, exploration_fraction=0.5))
     expected = {0: 1.0, 250: 0.52, 500: 0.04, 900: 0.04}
     for step, epsilon in expected.items():
-        agent.counters["global_step"] = step
+        agent.counters["steps"] = step
         assert agent.epsilon == pytest.approx(epsilon)
 
 
@@ -163,7 +163,7 @@ def test_learn_writes_the_run_folder(tmp_path):
         "eval/mean_return",
     ):
         assert name in header
-    assert agent.counters["global_step"] == 500
+    assert agent.counters["steps"] == 500
     assert (agent.run_dir / "checkpoints" / "latest.pt").exists()
 
 
@@ -189,7 +189,7 @@ class Killed(Exception):
 def test_resume_after_a_kill(tmp_path, monkeypatch):
     agent = DQN("CartPole-v1", small(tmp_path, total_steps=600, checkpoint_every=200))
     snapshots = []
-    save = agent.save
+    save = agent.checkpoint
 
     def save_and_remember(path=None):
         snapshots.append(
@@ -197,19 +197,19 @@ def test_resume_after_a_kill(tmp_path, monkeypatch):
         )
         return save(path)
 
-    monkeypatch.setattr(agent, "save", save_and_remember)
-    env_step = agent._env_step
+    monkeypatch.setattr(agent, "checkpoint", save_and_remember)
+    env_step = agent.collector.step
 
-    def dies_at_step_450():
-        if agent.counters["global_step"] == 450:
+    def dies_at_step_450(action):
+        if agent.counters["steps"] == 450:
             raise Killed
-        return env_step()
+        return env_step(action)
 
-    monkeypatch.setattr(agent, "_env_step", dies_at_step_450)
+    monkeypatch.setattr(agent.collector, "step", dies_at_step_450)
     with pytest.raises(Killed):
         agent.learn()
     counters, replay, rng_state = snapshots[-1]
-    assert counters["global_step"] == 400
+    assert counters["steps"] == 400
 
     resumed = DQN.resume(agent.run_dir)
     assert resumed.counters == counters
@@ -222,7 +222,7 @@ def test_resume_after_a_kill(tmp_path, monkeypatch):
     resumed.learn()
     uninterrupted = DQN("CartPole-v1", small(tmp_path / "other", total_steps=600))
     uninterrupted.learn()
-    for name in ("global_step", "episodes", "gradient_steps"):
+    for name in ("steps", "episodes", "updates"):
         assert resumed.counters[name] == uninterrupted.counters[name]
     np.testing.assert_array_equal(resumed.replay.obs, uninterrupted.replay.obs)
     for a, b in zip(resumed.q_net.parameters(), uninterrupted.q_net.parameters()):
@@ -286,7 +286,7 @@ def test_cli_trains_and_resumes(tmp_path):
     (run,) = tmp_path.iterdir()
     assert run.name.startswith("dqn-CartPole-v1-")
     cli.main(["train", "dqn", "--resume", str(run)])
-    assert DQN.resume(run).counters["global_step"] == 300
+    assert DQN.resume(run).counters["steps"] == 300
 
 
 @pytest.mark.slow

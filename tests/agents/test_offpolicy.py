@@ -81,6 +81,7 @@ def small(cls, env="MbrlTest/TargetBandit-v0", **overrides):
     """A fast config: small nets and buffer, frequent checkpoints, short evaluation."""
     fields = {
         "env": env,
+        "seed": 1,  # the seed these tests were tuned on (the agents' default is now 0)
         "total_steps": 400,
         "learning_starts": 100,
         "buffer_size": 5_000,
@@ -330,7 +331,7 @@ def test_resume_after_a_kill_restores_counters_and_buffer(tmp_path, cls):
     with pytest.raises(Killed):
         agent.learn()
     resumed = cls.resume(agent.run_dir)
-    assert resumed.counters["env_steps"] == 200
+    assert resumed.counters["steps"] == 200
     assert resumed.counters["updates"] == 100
     assert resumed.replay.size == 200
     for name in ["obs", "action", "reward", "next_obs", "terminated"]:
@@ -339,7 +340,7 @@ def test_resume_after_a_kill_restores_counters_and_buffer(tmp_path, cls):
         )
     assert resumed.rng.bit_generator.state != np.random.default_rng(config.seed).bit_generator.state
     metrics = resumed.learn()
-    assert resumed.counters["env_steps"] == 500 and resumed.replay.size == 500
+    assert resumed.counters["steps"] == 500 and resumed.replay.size == 500
     assert "eval/mean_return" in metrics
     steps = [
         float(line.split(",")[0])
