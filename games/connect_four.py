@@ -18,6 +18,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from mbrl.planners.threads import batch_kernel
+
 from ._native import GameKernels, NativeGame, Symmetry, splitmix64
 
 NUM_ROWS, NUM_COLS = 6, 7
@@ -70,8 +72,19 @@ def _play(row, col):
     return 0.0
 
 
-@numba.njit(parallel=True, cache=True)
+MIN_PARALLEL_BATCH = {
+    "step": 1 << 62,
+    "legal": 1 << 62,
+    "observe": 1 << 62,
+    "board": 1 << 62,
+    "playout": 1 << 62,
+}
+"""Batch sizes from which each kernel runs in parallel (measured, see mbrl.planners.threads)."""
+
+
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["step"])
 def _step(states, actions, out, rewards, errors):
+    num_errors = 0
     for b in prange(states.shape[0]):
         for w in range(states.shape[1]):
             out[b, w] = states[b, w]
@@ -85,11 +98,13 @@ def _step(states, actions, out, rewards, errors):
             or ((states[b, 0] | states[b, 1]) >> (a * STRIDE + NUM_ROWS - 1)) & 1
         ):
             errors[b] = 1
+            num_errors += 1
             continue
         rewards[b] = _play(out[b], a)
+    return num_errors
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["legal"])
 def _legal(states, mask):
     for b in prange(states.shape[0]):
         occupied = states[b, 0] | states[b, 1]
@@ -98,7 +113,7 @@ def _legal(states, mask):
             mask[b, a] = states[b, DONE] == 0 and top == 0
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["observe"])
 def _observe(states, obs):
     for b in prange(states.shape[0]):
         p = states[b, TO_PLAY]
@@ -111,7 +126,7 @@ def _observe(states, obs):
                 obs[b, 2, NUM_ROWS - 1 - r, c] = p
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["board"])
 def _board(states, cells):
     for b in prange(states.shape[0]):
         for c in range(NUM_COLS):
@@ -125,7 +140,7 @@ def _board(states, cells):
                     cells[b, NUM_ROWS - 1 - r, c] = -1
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["playout"])
 def _playout(states, seeds, outcome):
     for b in prange(states.shape[0]):
         if states[b, DONE]:

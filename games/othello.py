@@ -20,6 +20,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from mbrl.planners.threads import batch_kernel
+
 from ._native import GameKernels, NativeGame, Symmetry, splitmix64
 
 SIZE = 8
@@ -143,8 +145,19 @@ def _play(row, move):
     return np.float32(0.0)
 
 
-@numba.njit(parallel=True, cache=True)
+MIN_PARALLEL_BATCH = {
+    "step": 1 << 62,
+    "legal": 1 << 62,
+    "observe": 1 << 62,
+    "board": 1 << 62,
+    "playout": 1 << 62,
+}
+"""Batch sizes from which each kernel runs in parallel (measured, see mbrl.planners.threads)."""
+
+
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["step"])
 def _step(states, actions, out, rewards, errors):
+    num_errors = 0
     for b in prange(states.shape[0]):
         for w in range(states.shape[1]):
             out[b, w] = states[b, w]
@@ -160,9 +173,11 @@ def _step(states, actions, out, rewards, errors):
             rewards[b] = _play(out[b], U1 << np.uint64(a))
         else:
             errors[b] = 1
+            num_errors += 1
+    return num_errors
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["legal"])
 def _legal(states, mask):
     for b in prange(states.shape[0]):
         if states[b, DONE]:
@@ -176,7 +191,7 @@ def _legal(states, mask):
         mask[b, PASS] = m == U0
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["observe"])
 def _observe(states, obs):
     for b in prange(states.shape[0]):
         p = states[b, TO_PLAY]
@@ -188,7 +203,7 @@ def _observe(states, obs):
             obs[b, 2, r, c] = p
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["board"])
 def _board(states, cells):
     for b in prange(states.shape[0]):
         black, white = np.uint64(states[b, 0]), np.uint64(states[b, 1])
@@ -202,7 +217,7 @@ def _board(states, cells):
                 cells[b, r, c] = -1
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["playout"])
 def _playout(states, seeds, outcome):
     for b in prange(states.shape[0]):
         if states[b, DONE]:

@@ -13,6 +13,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from mbrl.planners.threads import batch_kernel
+
 from ._native import GameKernels, NativeGame, Symmetry, splitmix64
 
 NUM_CELLS = 9
@@ -56,8 +58,19 @@ def _play(row, a, lines):
     return 0.0
 
 
-@numba.njit(parallel=True, cache=True)
+MIN_PARALLEL_BATCH = {
+    "step": 1 << 62,
+    "legal": 1 << 62,
+    "observe": 1 << 62,
+    "board": 1 << 62,
+    "playout": 1 << 62,
+}
+"""Batch sizes from which each kernel runs in parallel (measured, see mbrl.planners.threads)."""
+
+
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["step"])
 def _step(states, actions, out, rewards, errors):
+    num_errors = 0
     for b in prange(states.shape[0]):
         for w in range(states.shape[1]):
             out[b, w] = states[b, w]
@@ -67,11 +80,13 @@ def _step(states, actions, out, rewards, errors):
         a = actions[b]
         if a < 0 or a >= NUM_CELLS or ((states[b, 0] | states[b, 1]) >> a) & 1:
             errors[b] = 1
+            num_errors += 1
             continue
         rewards[b] = _play(out[b], a, WIN_LINES)
+    return num_errors
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["legal"])
 def _legal(states, mask):
     for b in prange(states.shape[0]):
         occupied = states[b, 0] | states[b, 1]
@@ -79,7 +94,7 @@ def _legal(states, mask):
             mask[b, a] = states[b, DONE] == 0 and ((occupied >> a) & 1) == 0
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["observe"])
 def _observe(states, obs):
     for b in prange(states.shape[0]):
         p = states[b, TO_PLAY]
@@ -91,7 +106,7 @@ def _observe(states, obs):
             obs[b, 2, r, c] = p
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["board"])
 def _board(states, cells):
     for b in prange(states.shape[0]):
         for a in range(NUM_CELLS):
@@ -104,7 +119,7 @@ def _board(states, cells):
                 cells[b, r, c] = -1
 
 
-@numba.njit(parallel=True, cache=True)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["playout"])
 def _playout(states, seeds, outcome):
     for b in prange(states.shape[0]):
         row = states[b].copy()

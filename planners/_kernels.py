@@ -224,16 +224,17 @@ def descend(tree, rules, b, forced, scratch):
 
 # ---------------------------------------------------- expansion, backup
 @numba.njit(inline="always")
-def set_prior(tree, b, n, logits):
-    """Store node n's logits ``[A]`` (-inf where illegal) and their softmax."""
+def set_prior(tree, b, n, logits, legal):
+    """Store node n's logits ``[A]``, -inf where not ``legal``, and their softmax."""
     A = tree.children.shape[2]
     top = NEG_INF
     for a in range(A):
-        tree.logits[b, n, a] = logits[a]
-        top = max(top, logits[a])
+        tree.logits[b, n, a] = logits[a] if legal[a] else NEG_INF
+        top = max(top, tree.logits[b, n, a])
     total = 0.0
     for a in range(A):
-        p = np.exp(logits[a] - top) if logits[a] != NEG_INF else 0.0
+        logit = tree.logits[b, n, a]
+        p = np.exp(logit - top) if logit != NEG_INF else 0.0
         tree.prior[b, n, a] = p
         total += p
     for a in range(A):
@@ -241,7 +242,7 @@ def set_prior(tree, b, n, logits):
 
 
 @numba.njit(inline="always")
-def add_child(tree, b, n, a, reward, terminal, to_play, logits, value):
+def add_child(tree, b, n, a, reward, terminal, to_play, value):
     """Append the child of edge (n, a) to row b; returns (child, value to back up)."""
     c = tree.num_nodes[b]
     tree.num_nodes[b] += 1
@@ -255,8 +256,6 @@ def add_child(tree, b, n, a, reward, terminal, to_play, logits, value):
         tree.solved[b, c] = True
         tree.solved_value[b, c] = 0.0
         value = 0.0
-    else:
-        set_prior(tree, b, c, logits)
     tree.raw_value[b, c] = value
     return c, value
 
@@ -317,27 +316,31 @@ def select(tree, rules, root_action, out_node, out_action):
     ``root_action[b] >= 0`` forces the first edge (Gumbel's sequential halving).
     ``out_action[b] = -1`` means the walk ended at node ``out_node[b]`` itself
     (a terminal or solved node): no expansion, just a backup from it.
+    Returns the number of rows that expand an edge.
     """
     A = tree.children.shape[2]
+    num_expanding = 0
     for b in prange(root_action.shape[0]):
         scratch = np.empty(A, np.float32)
         out_node[b], out_action[b] = descend(tree, rules, b, root_action[b], scratch)
+        num_expanding += out_action[b] >= 0
+    return num_expanding
 
 
 @batch_kernel(min_parallel_batch=64, batch_arg=2)
 def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
     """Add the child of (node, action) per row, then back its value up to the root.
 
-    ``expansion`` = (reward [B], terminal [B], to_play [B], logits [B, A], value [B])
-    of the new children; rows with ``action[b] = -1`` back up from ``node[b]``.
+    ``expansion`` = (reward [B], terminal [B], to_play [B], logits [B, A], legal [B, A],
+    value [B]) of the new children; rows with ``action[b] = -1`` back up from ``node[b]``.
     """
-    reward, terminal, to_play, logits, value = expansion
+    reward, terminal, to_play, logits, legal, value = expansion
     for b in prange(node.shape[0]):
         n, a = node[b], action[b]
         if a >= 0:
-            leaf, v = add_child(
-                tree, b, n, a, reward[b], terminal[b], to_play[b], logits[b], value[b]
-            )
+            leaf, v = add_child(tree, b, n, a, reward[b], terminal[b], to_play[b], value[b])
+            if not terminal[b]:
+                set_prior(tree, b, leaf, logits[b], legal[b])
         else:
             leaf, v = n, tree.solved_value[b, n] if tree.solved[b, n] else 0.0
         out_leaf[b] = leaf
@@ -346,20 +349,50 @@ def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
 
 @batch_kernel(min_parallel_batch=64, batch_arg=2)
 def gumbel_root_scores(tree, rules, gumbel, out_score, out_sigma_q):
-    """Per row: ``out_sigma_q = sigma(completed q)`` at the root and
-    ``out_score = max(g + logits - max logits + sigma(q), -1e9)`` (-inf where illegal)."""
+    """Per row: ``out_sigma_q = sigma(completed q)`` at the root and ``out_score`` the
+    Gumbel root score of each edge (see :func:`gumbel_root_score`)."""
     A = tree.children.shape[2]
     for b in prange(gumbel.shape[0]):
         completed_sigma_q(tree, rules, b, 0, out_sigma_q[b])
-        top = NEG_INF
+        top = max_root_logit(tree, b)
         for a in range(A):
-            top = max(top, tree.logits[b, 0, a])
+            out_score[b, a] = gumbel_root_score(tree, b, gumbel[b], out_sigma_q[b], top, a)
+
+
+@numba.njit(inline="always")
+def max_root_logit(tree, b):
+    top = NEG_INF
+    for a in range(tree.children.shape[2]):
+        top = max(top, tree.logits[b, 0, a])
+    return top
+
+
+@numba.njit(inline="always")
+def gumbel_root_score(tree, b, gumbel, sigma_q, top, a):
+    """``max(g + logits - top + sigma(q), -1e9)`` of root edge a, -inf if illegal, where
+    ``top`` is the largest root logit, ``gumbel`` and ``sigma_q`` the row's ``[A]``."""
+    if not is_legal(tree, b, 0, a):
+        return NEG_INF
+    return max(gumbel[a] + tree.logits[b, 0, a] - top + sigma_q[a], -1e9)
+
+
+@batch_kernel(min_parallel_batch=64, batch_arg=2)
+def halving_root_action(tree, rules, gumbel, level, scratch, out_action):
+    """Sequential halving's root edge per row: the best Gumbel root score among the
+    edges visited exactly ``level[b]`` times (the first such edge on a tie)."""
+    A = tree.children.shape[2]
+    for b in prange(gumbel.shape[0]):
+        sigma_q = scratch[b]
+        completed_sigma_q(tree, rules, b, 0, sigma_q)
+        top = max_root_logit(tree, b)
+        best_a, best = 0, np.float32(NEG_INF)
         for a in range(A):
-            if not is_legal(tree, b, 0, a):
-                out_score[b, a] = NEG_INF
-            else:
-                score = gumbel[b, a] + tree.logits[b, 0, a] - top + out_sigma_q[b, a]
-                out_score[b, a] = max(score, -1e9)
+            score = np.float32(gumbel_root_score(tree, b, gumbel[b], sigma_q, top, a))
+            if edge_visits(tree, b, 0, a) != level[b]:
+                score = np.float32(NEG_INF)
+            if score > best:
+                best, best_a = score, a
+        out_action[b] = best_a
 
 
 @numba.njit(cache=True)

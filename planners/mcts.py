@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -48,16 +48,10 @@ from torch import Tensor
 
 from mbrl.model import Evaluator, Model, ShapeError
 
-__all__ = ["MCTSConfig", "RootPolicy", "SearchResult", "Tree", "search"]
+from . import _kernels as kernels
+from ._kernels import GUMBEL_RULE, NEG_INF, PUCT_RULE, TREE_FIELDS, UNVISITED, TreeRecord
 
-from ._kernels import (
-    NEG_INF,
-    UNVISITED,
-    _edge_values,
-    _expand_and_backup,
-    _gumbel_root_scores,
-    _select,
-)
+__all__ = ["MCTSConfig", "RootPolicy", "SearchResult", "Tree", "search"]
 
 
 class RootPolicy(Enum):
@@ -153,6 +147,11 @@ class Tree:
             states=root_state.new_zeros((B, N, *root_state.shape[1:])),
         )
 
+    @cached_property
+    def record(self) -> TreeRecord:
+        """The arrays above as one numba record for the kernels (same memory, not a copy)."""
+        return TreeRecord(*(getattr(self, name) for name in TREE_FIELDS))
+
     def edge_visits(self, node: int = 0) -> np.ndarray:
         """``[B, A]`` visit counts of the edges below ``node`` (the root by default)."""
         idx = self.children[:, node]
@@ -164,18 +163,7 @@ class Tree:
         player to move there (0 where unvisited), and whether that value is exact."""
         out = np.zeros(self.children.shape[::2], np.float32)
         proven = np.zeros(self.children.shape[::2], np.bool_)
-        _edge_values(
-            self.children,
-            self.visits,
-            self.value_sum,
-            self.to_play,
-            self.child_reward,
-            self.solved,
-            self.solved_value,
-            node,
-            out,
-            proven,
-        )
+        kernels.edge_values(self.record, node, out, proven)
         return out, proven
 
 
@@ -229,28 +217,34 @@ def _masked_logits(logits: Tensor, legal: Tensor) -> np.ndarray:
     return out
 
 
-def _gumbel_root(tree: Tree, gumbel: np.ndarray, config: MCTSConfig):
-    """``(score [B, A], sigma_q [B, A])`` of the root edges, see ``_gumbel_root_scores``."""
+def _numpy(x: Tensor, dtype) -> np.ndarray:
+    """``x`` as a C-contiguous numpy array of ``dtype`` (a view where it already is one)."""
+    x = x.detach()
+    if not x.is_cpu:
+        x = x.cpu()
+    if x.dtype == torch.bfloat16:
+        x = x.float()
+    return np.ascontiguousarray(x.numpy(), dtype)
+
+
+def _rules(config: MCTSConfig) -> kernels.Rules:
+    """The search constants for the kernels; the interior selection rule is chosen here."""
+    gumbel = config.root_policy is RootPolicy.GUMBEL
+    return kernels.make_rules(
+        interior_rule=GUMBEL_RULE if gumbel else PUCT_RULE,
+        c_puct=config.c_puct,
+        c_visit=config.c_visit,
+        c_scale=config.c_scale,
+        win_value=math.inf if config.win_value is None else float(config.win_value),
+    )
+
+
+def _gumbel_root(tree: Tree, rules, gumbel: np.ndarray):
+    """``(score [B, A], sigma_q [B, A])`` of the root edges, see ``gumbel_root_scores``."""
     B, A = gumbel.shape
     score = np.empty((B, A), np.float32)
     sigma_q = np.empty((B, A), np.float32)
-    _gumbel_root_scores(
-        tree.children,
-        tree.visits,
-        tree.value_sum,
-        tree.raw_value,
-        tree.to_play,
-        tree.child_reward,
-        tree.solved,
-        tree.solved_value,
-        tree.logits,
-        tree.prior,
-        gumbel,
-        config.c_visit,
-        config.c_scale,
-        score,
-        sigma_q,
-    )
+    kernels.gumbel_root_scores(tree.record, rules, gumbel, score, sigma_q)
     return score, sigma_q
 
 
@@ -282,88 +276,83 @@ def search(
     _check_inputs(model, root_state)
     B, A, N = root_state.shape[0], model.spec.num_actions, config.num_simulations + 1
     tree = Tree.allocate(B, N, A, root_state)
-    gumbel_mode = config.root_policy is RootPolicy.GUMBEL
+    rules = _rules(config)
     legal = _expand_root(model, evaluator, root_state, tree, config, rng)
-
     gumbel = np.zeros((B, A), np.float32)
-    num_considered = np.zeros(B, np.int64)
-    if gumbel_mode:
+    if config.root_policy is RootPolicy.GUMBEL:
         gumbel = (rng.gumbel(size=(B, A)) * config.gumbel_scale).astype(np.float32)
-        num_considered = np.minimum(legal.sum(axis=1), config.max_num_considered_actions)
-    table = considered_visits_table(config.max_num_considered_actions, config.num_simulations)
-
-    win_value = np.inf if config.win_value is None else float(config.win_value)
-    rows = torch.arange(B)
-    node = np.zeros(B, np.int32)
-    action = np.zeros(B, np.int32)
-    root_action = np.full(B, -1, np.int32)
-    new_node = np.zeros(B, np.int32)
+        halving = _SequentialHalving(tree, rules, gumbel, legal, config)
+    # The batch size decides serial or parallel kernels once for the whole search.
+    select = kernels.select.for_batch(B)
+    expand_and_backup = kernels.expand_and_backup.for_batch(B)
+    states = _States(tree.states)
+    node, action, leaf = (np.zeros(B, np.int64) for _ in range(3))
+    root_action = np.full(B, -1, np.int64)
     for simulation in range(config.num_simulations):
-        if gumbel_mode:  # sequential halving decides the root edge
-            score, _ = _gumbel_root(tree, gumbel, config)
-            level = table[num_considered, simulation]
-            score[tree.edge_visits(0) != level[:, None]] = NEG_INF
-            root_action = score.argmax(axis=1).astype(np.int32)
+        if config.root_policy is RootPolicy.GUMBEL:  # sequential halving picks the root edge
+            root_action = halving.root_action(simulation)
         # 1. select: descend to an unexpanded edge (or a terminal / solved node)
-        _select(
-            tree.children,
-            tree.visits,
-            tree.value_sum,
-            tree.raw_value,
-            tree.to_play,
-            tree.terminal,
-            tree.solved,
-            tree.solved_value,
-            tree.child_reward,
-            tree.logits,
-            tree.prior,
-            root_action,
-            gumbel_mode,
-            config.c_puct,
-            config.c_visit,
-            config.c_scale,
-            node,
-            action,
-        )
+        num_expanding = select(tree.record, rules, root_action, node, action)
         # 2. one batched model step and one evaluator call for the new children
-        expand = action >= 0
-        if expand.any():
-            new = _evaluate_children(model, evaluator, tree, node, action, expand)
-        else:  # every row ended at a terminal or solved node: only backups
-            new = (
-                np.zeros(B, np.float32),
-                np.zeros(B, np.bool_),
-                np.zeros(B, np.int64),
-                np.zeros((B, A), np.float32),
-                np.zeros(B, np.float32),
-                None,
-            )
-        # 3. expand and back up
-        _expand_and_backup(
-            tree.children,
-            tree.visits,
-            tree.value_sum,
-            tree.raw_value,
-            tree.to_play,
-            tree.terminal,
-            tree.solved,
-            tree.solved_value,
-            tree.parent,
-            tree.parent_action,
-            tree.child_reward,
-            tree.logits,
-            tree.prior,
-            tree.num_nodes,
-            node,
-            action,
-            *new[:5],
-            win_value,
-            new_node,
+        expansion, new_states = _evaluate_children(
+            model, evaluator, states, node, action, num_expanding
         )
-        if expand.any():
-            grown = torch.from_numpy(expand)
-            tree.states[rows[grown], torch.from_numpy(new_node[expand]).long()] = new[5][grown]
-    return _result(tree, gumbel, config)
+        # 3. expand and back up
+        expand_and_backup(tree.record, rules, node, action, expansion, leaf)
+        if new_states is not None:
+            states.store(action >= 0, leaf, new_states)
+    return _result(tree, rules, gumbel, config)
+
+
+class _SequentialHalving:
+    """Gumbel's root: each simulation's root edge, from the table of considered visits."""
+
+    def __init__(self, tree: Tree, rules, gumbel: np.ndarray, legal: np.ndarray, config):
+        self.tree, self.rules, self.gumbel = tree, rules, gumbel
+        self.num_considered = np.minimum(legal.sum(axis=1), config.max_num_considered_actions)
+        self.table = considered_visits_table(
+            config.max_num_considered_actions, config.num_simulations
+        )
+        self.kernel = kernels.halving_root_action.for_batch(gumbel.shape[0])
+        self.out = np.empty(gumbel.shape[0], np.int64)
+        self.scratch = np.empty(gumbel.shape, np.float32)
+
+    def root_action(self, simulation: int) -> np.ndarray:
+        """``[B]``: the best-scoring root edge among those at this simulation's visit level."""
+        level = self.table[self.num_considered, simulation]
+        self.kernel(self.tree.record, self.rules, self.gumbel, level, self.scratch, self.out)
+        return self.out
+
+
+class _States:
+    """The tree's states ``[B, N, *S]``, read and written through numpy on the CPU."""
+
+    def __init__(self, states: Tensor):
+        self.tensor = states
+        self.rows = np.arange(states.shape[0])
+        self.array = None
+        if states.is_cpu and states.dtype != torch.bfloat16:
+            self.array = states.numpy()
+
+    def gather(self, rows: np.ndarray, nodes: np.ndarray) -> Tensor:
+        """``states[rows, nodes]``, a new tensor ``[len(rows), *S]``."""
+        if self.array is not None:
+            return torch.from_numpy(self.array[rows, nodes])
+        return self.tensor[torch.from_numpy(rows), torch.from_numpy(nodes)]
+
+    def store(self, grown: np.ndarray, nodes: np.ndarray, new_states: Tensor) -> None:
+        """``states[b, nodes[b]] = new_states[b]`` for the rows b where ``grown``."""
+        new_states = new_states.detach()
+        everywhere = bool(grown.all())
+        rows = self.rows if everywhere else self.rows[grown]
+        if self.array is not None and new_states.is_cpu and new_states.dtype == self.tensor.dtype:
+            values = new_states.numpy()
+            self.array[rows, nodes[rows]] = values if everywhere else values[grown]
+        else:
+            index = torch.from_numpy(rows)
+            self.tensor[index, torch.from_numpy(nodes[rows])] = new_states[index].to(
+                self.tensor.device
+            )
 
 
 def _expand_root(model, evaluator, root_state, tree, config, rng) -> np.ndarray:
@@ -398,36 +387,57 @@ def _expand_root(model, evaluator, root_state, tree, config, rng) -> np.ndarray:
     return legal
 
 
-def _evaluate_children(model, evaluator, tree, node, action, expand):
+def _evaluate_children(model, evaluator, states: _States, node, action, num_expanding):
     """One batched model step and one evaluator call for the edges being expanded.
 
-    Rows that expand nothing (their walk ended at a terminal or solved node)
-    borrow another row's edge so the batch stays whole; their results are unused.
+    Returns ``(expansion, new_states)``: the arrays ``expand_and_backup`` reads
+    (reward, terminal, to_play, logits, legal mask, value) and the states
+    ``[B, *S]``, or a placeholder and None when no row expands. Rows that
+    expand nothing (their walk ended at a terminal or solved node) borrow
+    another row's edge so the batch stays whole; their results are unused.
     """
-    donor = int(np.flatnonzero(expand)[0])
-    source_row = torch.from_numpy(np.where(expand, np.arange(node.shape[0]), donor))
-    node = torch.from_numpy(node).long()
-    parents = tree.states[source_row, node[source_row]]
-    action = np.where(expand, action, action[donor])
+    B = node.shape[0]
+    if num_expanding == 0:
+        return _no_expansion(B, model.spec.num_actions), None
+    if num_expanding == B:
+        parents = states.gather(states.rows, node)
+    else:
+        expand = action >= 0
+        donor = int(np.flatnonzero(expand)[0])
+        source_row = np.where(expand, states.rows, donor)
+        parents = states.gather(source_row, node[source_row])
+        action = np.where(expand, action, action[donor])
     step = model.step(parents, torch.from_numpy(action.astype(np.int64)))
     evaluation = evaluator.evaluate(step.state)
-    legal = model.legal_actions(step.state)
+    expansion = (
+        _numpy(step.reward, np.float32),
+        _numpy(step.terminal, np.bool_),
+        _numpy(model.to_play(step.state), np.int64),
+        _numpy(evaluation.logits, np.float32),
+        _numpy(model.legal_actions(step.state), np.bool_),
+        _numpy(evaluation.value, np.float32),
+    )
+    return expansion, step.state
+
+
+def _no_expansion(B: int, A: int):
+    """Placeholder expansion arrays (read by no row) of the kernel's types."""
     return (
-        step.reward.detach().float().cpu().numpy(),
-        step.terminal.cpu().numpy(),
-        model.to_play(step.state).numpy(),
-        _masked_logits(evaluation.logits, legal),
-        evaluation.value.detach().float().cpu().numpy(),
-        step.state,
+        np.zeros(B, np.float32),
+        np.zeros(B, np.bool_),
+        np.zeros(B, np.int64),
+        np.zeros((B, A), np.float32),
+        np.zeros((B, A), np.bool_),
+        np.zeros(B, np.float32),
     )
 
 
-def _result(tree: Tree, gumbel: np.ndarray, config: MCTSConfig) -> SearchResult:
+def _result(tree: Tree, rules, gumbel: np.ndarray, config: MCTSConfig) -> SearchResult:
     visits = tree.edge_visits(0)
     q_values, proven = tree.edge_values(0)
     legal = tree.logits[:, 0] != NEG_INF
     if config.root_policy is RootPolicy.GUMBEL:
-        score, sigma_q = _gumbel_root(tree, gumbel, config)
+        score, sigma_q = _gumbel_root(tree, rules, gumbel)
         z = np.where(legal, tree.logits[:, 0] + sigma_q, NEG_INF)
         policy = np.exp(z - z.max(axis=1, keepdims=True))
         score[visits != visits.max(axis=1, keepdims=True)] = NEG_INF

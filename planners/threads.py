@@ -99,9 +99,7 @@ class BatchKernel:
         return self.parallel if batch_size >= self.min_parallel_batch else self.serial
 
 
-def batch_kernel(
-    min_parallel_batch: int, batch_arg: int = 0
-) -> Callable[[Callable], BatchKernel]:
+def batch_kernel(min_parallel_batch: int, batch_arg: int = 0) -> Callable[[Callable], BatchKernel]:
     """Decorator: compile a ``prange`` kernel serially and in parallel (see :class:`BatchKernel`).
 
     Argument ``batch_arg`` of the kernel is an array whose first axis is the
