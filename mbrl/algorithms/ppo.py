@@ -23,10 +23,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 
+from mbrl.training.config import EnvFields, OnPolicyFields, RunFields
 from mbrl.training.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
@@ -34,38 +34,20 @@ from mbrl.training.rollout import (
     check_common_config,
     check_positive,
     explained_variance,
-    load_agent,
-    resume_agent,
+    on_policy_agent,
 )
-from mbrl.training.runs import atomic_save
 
 __all__ = ["PPO"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class PPOConfig:
+class PPOConfig(RunFields, EnvFields, OnPolicyFields):
     """PPO hyperparameters; defaults are Stable-Baselines3's."""
 
-    env: str = "CartPole-v1"
-    """Gymnasium environment id (Box observations; Discrete or Box actions)."""
-    total_steps: int = 1_000_000
-    """Environment steps to train for (all environments together); 1e5-1e7."""
-    seed: int = 0
-    """Seed of the environments, the network init and the action sampling."""
-    run_dir: str = "runs"
-    """Folder under which the run folder runs/ppo-<env>-<time>/ is made."""
-    num_envs: int = 1
-    """Environments stepped in parallel (N); 1-64."""
-    num_steps: int = 2048
-    """Steps per environment per rollout (T); the batch is T * N; 32-4096."""
     learning_rate: float = 3e-4
     """Adam learning rate; 1e-4-3e-3."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over total_steps (CleanRL's default: on)."""
-    gamma: float = 0.99
-    """Discount factor; 0.9-0.999."""
-    gae_lambda: float = 0.95
-    """GAE lambda: 0 is one-step TD, 1 is Monte Carlo; 0.8-0.99."""
     batch_size: int = 64
     """Minibatch size M; 32-4096, at most T * N."""
     num_epochs: int = 10
@@ -84,21 +66,6 @@ class PPOConfig:
     """Global gradient norm clip; 0.5-1."""
     target_kl: float | None = None
     """Stop the epochs early when the approximate KL exceeds 1.5 x this (None: never)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and of the value MLP (tanh)."""
-    normalize_obs: bool = False
-    """Normalise observations with running mean and std (saved with the agent)."""
-    normalize_reward: bool = False
-    """Divide rewards by the running std of the discounted return, clipped to +-10
-    (SB3 VecNormalize, CleanRL's MuJoCo PPO); evaluation returns stay raw."""
-    eval_every: int = 10_000
-    """Environment steps between deterministic evaluations (eval/mean_return)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation; 0 disables evaluation."""
-    checkpoint_every: int = 50_000
-    """Environment steps between checkpoints (checkpoints/latest.pt; also at the end)."""
-    log_every: int = 2048
-    """Environment steps between rows of progress.csv / TensorBoard."""
 
     def __post_init__(self):
         check_common_config(self)
@@ -118,10 +85,11 @@ class PPOConfig:
             )
 
 
+@on_policy_agent
 class PPO:
     """PPO agent: ``PPO("CartPole-v1", PPO.Config(...)).learn(100_000)``."""
 
-    ALGO = "ppo"
+    algo = "ppo"
     Config = PPOConfig
 
     def __init__(
@@ -134,23 +102,11 @@ class PPO:
     ):
         config = dataclasses.replace(config or PPOConfig(env=env), env=env)
         self.config = config
-        self.loop = OnPolicyLoop(self.ALGO, config, run_dir=run_dir, console=console)
+        self.loop = OnPolicyLoop(self.algo, config, run_dir=run_dir, console=console)
         self.policy = self.loop.policy  # step 1
         self._params = list(self.policy.parameters())
         self.optimizer = adam(self._params, config.learning_rate, eps=1e-5)  # eps as SB3
         self.loop.optimizers["optimizer"] = self.optimizer
-
-    @property
-    def run_dir(self) -> Path:
-        return self.loop.run_dir
-
-    @property
-    def counters(self) -> dict:
-        return self.loop.counters
-
-    def learn(self, total_steps: int) -> dict[str, float]:
-        """Train until ``total_steps`` environment steps (continuing from the current count)."""
-        return self.loop.learn(total_steps, self.update)  # steps 2-4 in loop.collect
 
     def update(self, buffer: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         """Steps 5-9 on one rollout; returns the loss metrics."""
@@ -212,21 +168,3 @@ class PPO:
             "losses/clipfrac": ((ratio - 1).abs() > self.config.clip_range).float().mean().item(),
             "losses/explained_variance": explained_variance(data["returns"], data["values"]),
         }
-
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions ``[B]`` / ``[B, *action_shape]`` for observations ``[B, *obs_shape]``."""
-        return self.loop.predict(obs, deterministic)
-
-    def save(self, path: str | Path) -> Path:
-        """Network, config and observation normaliser (enough to ``load`` and ``predict``)."""
-        return atomic_save(self.loop.agent_state(), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PPO:
-        """An agent from ``save``'s file, a checkpoint or a run folder."""
-        return load_agent(cls, path)
-
-    @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None) -> PPO:
-        """The agent of a run folder with its full training state; ``learn`` continues it."""
-        return resume_agent(cls, run_dir, console)

@@ -29,12 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from mbrl.training.config import EnvFields, OnPolicyFields, RunFields
 from mbrl.training.rollout import (
     OnPolicyLoop,
     RolloutBuffer,
@@ -42,30 +42,16 @@ from mbrl.training.rollout import (
     check_common_config,
     check_positive,
     explained_variance,
-    load_agent,
-    resume_agent,
+    on_policy_agent,
 )
-from mbrl.training.runs import atomic_save
 
 __all__ = ["TRPO", "conjugate_gradient"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TRPOConfig:
+class TRPOConfig(RunFields, EnvFields, OnPolicyFields):
     """TRPO hyperparameters; defaults are sb3-contrib's."""
 
-    env: str = "CartPole-v1"
-    """Gymnasium environment id (Box observations; Discrete or Box actions)."""
-    total_steps: int = 1_000_000
-    """Environment steps to train for (all environments together); 1e5-1e7."""
-    seed: int = 0
-    """Seed of the environments, the network init and the action sampling."""
-    run_dir: str = "runs"
-    """Folder under which the run folder runs/trpo-<env>-<time>/ is made."""
-    num_envs: int = 1
-    """Environments stepped in parallel (N); 1-16."""
-    num_steps: int = 2048
-    """Steps per environment per iteration (T); the batch is T * N; 1000-10000."""
     max_kl: float = 0.01
     """Trust region: largest mean KL(old || new) of an accepted step (delta); 0.001-0.05."""
     cg_iters: int = 15
@@ -82,27 +68,8 @@ class TRPOConfig:
     """Epochs of value minibatch steps per iteration; 5-80."""
     value_batch_size: int = 128
     """Minibatch size of the value steps; 64-4096."""
-    gamma: float = 0.99
-    """Discount factor; 0.9-0.999."""
-    gae_lambda: float = 0.95
-    """GAE lambda; 0.9-0.99."""
     normalize_advantage: bool = True
     """Normalise advantages of each rollout to mean 0, std 1."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and of the value MLP (tanh)."""
-    normalize_obs: bool = False
-    """Normalise observations with running mean and std (saved with the agent)."""
-    normalize_reward: bool = False
-    """Divide rewards by the running std of the discounted return, clipped to +-10
-    (SB3 VecNormalize, CleanRL's MuJoCo PPO); evaluation returns stay raw."""
-    eval_every: int = 10_000
-    """Environment steps between deterministic evaluations (eval/mean_return)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation; 0 disables evaluation."""
-    checkpoint_every: int = 50_000
-    """Environment steps between checkpoints (checkpoints/latest.pt; also at the end)."""
-    log_every: int = 2048
-    """Environment steps between rows of progress.csv / TensorBoard."""
 
     def __post_init__(self):
         check_common_config(self)
@@ -140,10 +107,11 @@ def conjugate_gradient(
     return x
 
 
+@on_policy_agent
 class TRPO:
     """TRPO agent: ``TRPO("CartPole-v1", TRPO.Config(...)).learn(100_000)``."""
 
-    ALGO = "trpo"
+    algo = "trpo"
     Config = TRPOConfig
 
     def __init__(
@@ -156,22 +124,10 @@ class TRPO:
     ):
         config = dataclasses.replace(config or TRPOConfig(env=env), env=env)
         self.config = config
-        self.loop = OnPolicyLoop(self.ALGO, config, run_dir=run_dir, console=console)
+        self.loop = OnPolicyLoop(self.algo, config, run_dir=run_dir, console=console)
         self.policy = self.loop.policy  # step 1
         self.value_optimizer = adam(self.policy.critic.parameters(), config.value_lr)
         self.loop.optimizers["value"] = self.value_optimizer
-
-    @property
-    def run_dir(self) -> Path:
-        return self.loop.run_dir
-
-    @property
-    def counters(self) -> dict:
-        return self.loop.counters
-
-    def learn(self, total_steps: int) -> dict[str, float]:
-        """Train until ``total_steps`` environment steps (continuing from the current count)."""
-        return self.loop.learn(total_steps, self.update)  # steps 3-4 in loop.collect
 
     def update(self, buffer: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         """Steps 5-9 on one rollout; returns the loss metrics."""
@@ -245,21 +201,3 @@ class TRPO:
             "losses/value_loss": value_loss.item(),
             "losses/explained_variance": explained_variance(buffer.returns, buffer.values),
         }
-
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions ``[B]`` / ``[B, *action_shape]`` for observations ``[B, *obs_shape]``."""
-        return self.loop.predict(obs, deterministic)
-
-    def save(self, path: str | Path) -> Path:
-        """Network, config and observation normaliser (enough to ``load`` and ``predict``)."""
-        return atomic_save(self.loop.agent_state(), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TRPO:
-        """An agent from ``save``'s file, a checkpoint or a run folder."""
-        return load_agent(cls, path)
-
-    @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None) -> TRPO:
-        """The agent of a run folder with its full training state; ``learn`` continues it."""
-        return resume_agent(cls, run_dir, console)

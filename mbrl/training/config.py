@@ -129,7 +129,7 @@ class EnvFields:
     """Gymnasium environment id."""
     total_steps: int = 1_000_000
     """Environment steps to train for (all environments together); 1e4-1e7."""
-    eval_every: int = 10_000
+    eval_every: int = 5_000
     """Environment steps between deterministic evaluations (0: only at the end)."""
     eval_episodes: int = 10
     """Episodes per evaluation (seeded, deterministic policy); 5-100, 0 disables."""

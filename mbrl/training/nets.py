@@ -302,10 +302,10 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def make_adam(params, lr: float) -> torch.optim.Adam:
+def make_adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch build has it (one kernel for all tensors)."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)

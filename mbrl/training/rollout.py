@@ -15,7 +15,6 @@ Shapes: T steps per rollout, N environments, B batch, A actions (or action dims)
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 import time
@@ -27,20 +26,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
+from mbrl.training.checkpoint import StateDicts, agent_files
+from mbrl.training.config import at_least, check_run_fields, in_range, positive
 from mbrl.training.envs import RunningMeanStd, evaluate, make_vector_env
-from mbrl.training.logger import Logger, RunProgress
-from mbrl.training.nets import mlp
+from mbrl.training.nets import make_adam, mlp
 from mbrl.training.returns import gae
-from mbrl.training.runs import (
-    atomic_save,
-    config_from_json,
-    config_to_json,
-    load_checkpoint,
-    new_run_dir,
-)
+from mbrl.training.run import Run, RunSpec, crossed, status_line
+from mbrl.training.runs import new_run_dir
 
 __all__ = [
     "ActorCritic",
@@ -48,9 +42,9 @@ __all__ = [
     "RolloutBuffer",
     "adam",
     "check_common_config",
+    "check_positive",
     "explained_variance",
-    "load_agent",
-    "resume_agent",
+    "on_policy_agent",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -59,50 +53,24 @@ _LOG_2PI = math.log(2 * math.pi)
 # ------------------------------------------------------------------ config helpers
 def check_common_config(config: Any) -> None:
     """Validate the fields every on-policy config has; messages name the field."""
-    name = type(config).__qualname__
-    positive = (
-        "total_steps",
-        "num_envs",
-        "num_steps",
-        "eval_every",
-        "checkpoint_every",
-        "log_every",
-    )
-    for field in positive:
-        if getattr(config, field) < 1:
-            raise ValueError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
-    if config.eval_episodes < 0:
-        raise ValueError(f"{name}.eval_episodes must be >= 0, got {config.eval_episodes}")
+    check_run_fields(config)
+    at_least(config, 1, "num_envs", "num_steps", "eval_every")
     for field in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(config, field) <= 1.0:
-            raise ValueError(f"{name}.{field} must be in [0, 1], got {getattr(config, field)}")
-    if not config.hidden_sizes or min(config.hidden_sizes) < 1:
-        raise ValueError(f"{name}.hidden_sizes must be positive sizes, got {config.hidden_sizes}")
-    if not config.env:
-        raise ValueError(f"{name}.env must name a gymnasium environment")
+        in_range(config, field, 0.0, 1.0)
 
 
 def check_positive(config: Any, *fields: str) -> None:
     """Raise ValueError naming the first of ``fields`` that is not > 0."""
-    for field in fields:
-        value = getattr(config, field)
-        if not value > 0:
-            raise ValueError(f"{type(config).__qualname__}.{field} must be > 0, got {value}")
+    positive(config, *fields)
+
+
+adam = make_adam  # the one Adam helper (fused where this torch has it)
 
 
 def explained_variance(returns: Tensor, values: Tensor) -> float:
     """``1 - Var[R - V] / Var[R]``: 1 is a perfect value function, 0 no better than a constant."""
     variance = returns.var().item()
     return float("nan") if variance == 0 else 1.0 - (returns - values).var().item() / variance
-
-
-def adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
-    """Adam, fused into one kernel where this torch has it (much less overhead for small nets)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
 # ------------------------------------------------------------------------ policy
@@ -356,7 +324,10 @@ class OnPolicyLoop:
 
     # -------------------------------------------------------------------- learn
     def learn(
-        self, total_steps: int, update: Callable[[RolloutBuffer, float], dict[str, float]]
+        self,
+        total_steps: int,
+        update: Callable[[RolloutBuffer, float], dict[str, float]],
+        checkpoint: Callable[[], Path],
     ) -> dict[str, float]:
         """Collect rollouts and call ``update(buffer, progress_remaining)`` until ``total_steps``.
 
@@ -365,10 +336,6 @@ class OnPolicyLoop:
         checkpoints every ``checkpoint_every``; returns the last metrics.
         """
         config, counters = self.config, self.counters
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
-        logger = Logger(self.run_dir, self.console)
-        logger.truncate_after(counters["steps"])
         steps_per_rollout = config.num_steps * config.num_envs
         metrics: dict[str, float] = {}
         last: dict[str, float] = {}
@@ -378,18 +345,10 @@ class OnPolicyLoop:
             0,
             0.0,
         )
-        with RunProgress(
-            TextColumn(f"[bold]{self.algo} {config.env}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-        ) as progress:
-            task = progress.add_task(
-                "learn", total=total_steps, completed=counters["steps"], status=""
-            )
-            while counters["steps"] < total_steps:
+        start = counters["steps"]
+        spec = RunSpec(self.algo, config.env, config, self.run_dir, total_steps, start, start)
+        with Run(spec, checkpoint, self.console) as run:
+            while run.going(counters["steps"]):
                 tick = time.perf_counter()
                 self.collect()
                 metrics = update(self.buffer, 1.0 - counters["steps"] / total_steps)
@@ -400,8 +359,8 @@ class OnPolicyLoop:
                 counters["seconds"] = start_seconds + time.perf_counter() - started
                 now = counters["steps"]
                 final = now >= total_steps
-                eval_due = _crossed(before, now, config.eval_every) or final
-                if eval_due or _crossed(before, now, config.log_every):
+                eval_due = crossed(before, now, config.eval_every) or final
+                if eval_due or crossed(before, now, config.log_every):
                     row = dict(metrics)
                     if self._episodes:
                         returns, lengths = zip(*self._episodes)
@@ -413,17 +372,10 @@ class OnPolicyLoop:
                     sps_steps, sps_time = 0, 0.0
                     if eval_due:
                         row["eval/mean_return"] = self.evaluate()
-                    logger.log(now, row, show=False)
-                    last = row
-                if _crossed(before, now, config.checkpoint_every) or final:
-                    self.save_checkpoint()
-                status = "  ".join(
-                    f"{k.split('/')[-1]} {v:.4g}"
-                    for k, v in last.items()
-                    if k in ("charts/episodic_return", "eval/mean_return")
-                )
-                progress.update(task, completed=min(now, total_steps), status=status)
-        logger.close()
+                    last = run.log(now, row)
+                if not final:  # the run writes the last one as it closes
+                    run.checkpoint_if_due(crossed(before, now, config.checkpoint_every))
+                run.show(now, status_line(last))
         return last or metrics
 
     def evaluate(self) -> float:
@@ -436,35 +388,24 @@ class OnPolicyLoop:
         return float(returns.mean())
 
     # -------------------------------------------------------------- checkpoints
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "latest.pt"
+    def parts(self, training: bool = False) -> dict[str, Any]:
+        """The agent's parts: the network and the observation normaliser; with
+        ``training`` also the optimisers and this loop's own state."""
+        parts: dict[str, Any] = {"policy": self.policy}
+        if self.obs_rms is not None:
+            parts["obs_rms"] = self.obs_rms
+        if training:
+            parts |= {"optimizers": StateDicts(self.optimizers), "loop": self}
+        return parts
 
-    @property
-    def format(self) -> str:
-        return f"mbrl.{self.algo}/1"
-
-    def agent_state(self) -> dict:
-        """What ``predict`` needs: the network, the config and the observation normaliser."""
-        return {
-            "format": self.format,
-            "config": config_to_json(self.config),
-            "policy": self.policy.state_dict(),
-            "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
-            "counters": dict(self.counters),
-        }
-
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """The whole training state, atomically: a killed run resumes from here."""
-        vector_env = self.envs.unwrapped
+    def state_dict(self) -> dict:
+        """The loop's training state: RNGs, environments with their episodes, statistics."""
         stats = self.envs
-        payload = {
-            **self.agent_state(),
-            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+        return {
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
             "next_obs": self.next_obs,
-            "envs": pickle.dumps(vector_env.envs),
+            "envs": pickle.dumps(self.envs.unwrapped.envs),
             "episode_stats": {
                 k: getattr(stats, k)
                 for k in ("episode_returns", "episode_lengths", "prev_dones", "episode_count")
@@ -473,55 +414,95 @@ class OnPolicyLoop:
             "return_rms": None if self.return_rms is None else self.return_rms.state_dict(),
             "discounted": self._discounted.copy(),
         }
-        return atomic_save(payload, path or self.checkpoint_path)
 
-    def load_agent_state(self, payload: dict) -> None:
-        self.policy.load_state_dict(payload["policy"])
-        if self.obs_rms is not None and payload.get("obs_rms") is not None:
-            self.obs_rms.load_state_dict(payload["obs_rms"])
-
-    def load_checkpoint(self, payload: dict) -> None:
-        self.load_agent_state(payload)
-        for key, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(payload["optimizers"][key])
-        self.rng.bit_generator.state = payload["rng"]
-        self.generator.set_state(payload["generator"])
-        self.next_obs = payload["next_obs"]
-        self.envs.unwrapped.envs = pickle.loads(payload["envs"])
-        for key, value in payload["episode_stats"].items():
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.next_obs = state["next_obs"]
+        self.envs.unwrapped.envs = pickle.loads(state["envs"])
+        for key, value in state["episode_stats"].items():
             setattr(self.envs, key, value)
-        self._episodes = list(payload["pending_episodes"])
-        if self.return_rms is not None and payload.get("return_rms") is not None:
-            self.return_rms.load_state_dict(payload["return_rms"])
-            self._discounted = payload["discounted"].copy()
-        self.counters = dict(payload["counters"])
+        self._episodes = list(state["pending_episodes"])
+        if self.return_rms is not None and state.get("return_rms") is not None:
+            self.return_rms.load_state_dict(state["return_rms"])
+            self._discounted = state["discounted"].copy()
 
 
-def _crossed(before: int, now: int, every: int) -> bool:
-    """True when a multiple of ``every`` lies in ``(before, now]``."""
-    return now // every > before // every
+_LOOP_KEYS = (
+    "rng",
+    "generator",
+    "next_obs",
+    "envs",
+    "episode_stats",
+    "pending_episodes",
+    "return_rms",
+    "discounted",
+)
 
 
-# ------------------------------------------------------------ agent constructors
-def _checkpoint_file(path: str | Path) -> Path:
-    path = Path(path)
-    return path / "checkpoints" / "latest.pt" if path.is_dir() else path
+def _upgrade(payload: dict) -> dict:
+    """An on-policy file of format ``/1`` (flat keys) in the layout of ``/2``."""
+    if "state" in payload:
+        return payload
+    state = {"policy": payload["policy"]}
+    if payload.get("obs_rms") is not None:
+        state["obs_rms"] = payload["obs_rms"]
+    training = "optimizers" in payload
+    if training:
+        state["optimizers"] = payload["optimizers"]
+        state["loop"] = {k: payload.get(k) for k in _LOOP_KEYS}
+    return {**payload, "training": training, "state": state}
 
 
-def load_agent(cls: type, path: str | Path) -> Any:
-    """An agent of class ``cls`` from ``save``'s file, a checkpoint, or a run folder."""
-    payload = load_checkpoint(_checkpoint_file(path), f"mbrl.{cls.ALGO}/1")
-    config = config_from_json(cls.Config, payload["config"])
-    agent = cls(config.env, config)
-    agent.loop.load_agent_state(payload)
-    return agent
+# ----------------------------------------------------------- the agent surface
+def on_policy_agent(cls: type) -> type:
+    """Class decorator: the surface of :class:`mbrl.Agent` for an on-policy agent.
 
+    The class sets ``algo``, ``Config``, ``self.config`` and ``self.loop`` (an
+    :class:`OnPolicyLoop`, its optimisers registered in ``loop.optimizers``) and
+    defines ``update(buffer, progress_remaining)``; this adds ``learn``,
+    ``predict``, ``evaluate``, ``parts``, ``run_dir``, ``counters``, the class facts
+    and the file verbs (:func:`mbrl.training.checkpoint.agent_files`).
+    """
 
-def resume_agent(cls: type, run_dir: str | Path, console: Console | None = None) -> Any:
-    """An agent of class ``cls`` with the full training state of ``run_dir``'s last checkpoint."""
-    run_dir = Path(run_dir)
-    payload = load_checkpoint(run_dir / "checkpoints" / "latest.pt", f"mbrl.{cls.ALGO}/1")
-    config = config_from_json(cls.Config, payload["config"])
-    agent = cls(config.env, config, run_dir=run_dir, console=console)
-    agent.loop.load_checkpoint(payload)
-    return agent
+    def learn(self, total_steps: int | None = None) -> dict[str, float]:
+        """Train until ``total_steps`` environment steps (default: the config's),
+        continuing from the current count; returns the last logged metrics."""
+        total = self.config.total_steps if total_steps is None else total_steps
+        return self.loop.learn(total, self.update, self.checkpoint)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions ``[B]`` / ``[B, *action_shape]`` for observations ``[B, *obs_shape]``."""
+        return self.loop.predict(obs, deterministic)
+
+    def evaluate(self) -> dict[str, float]:
+        """The mean return of the deterministic policy on seeded episodes."""
+        return {"eval/mean_return": self.loop.evaluate()}
+
+    def parts(self, training: bool = False) -> dict[str, Any]:
+        return self.loop.parts(training)
+
+    def get_counters(self) -> dict:
+        return self.loop.counters
+
+    def set_counters(self, value: dict) -> None:
+        self.loop.counters = value
+
+    members = {
+        "learn": learn,
+        "predict": predict,
+        "evaluate": evaluate,
+        "parts": parts,
+        "run_dir": property(lambda self: self.loop.run_dir),
+        "counters": property(get_counters, set_counters),
+        "upgrade": staticmethod(_upgrade),
+        "FORMAT": f"mbrl.{cls.algo}/2",
+        "world_field": "env",
+        "action_spaces": frozenset({"discrete", "continuous"}),
+        "budget_fields": ("total_steps",),
+        "step_cost": 1.0,
+    }
+    for name, member in members.items():
+        if name not in cls.__dict__:
+            setattr(cls, name, member)
+    return agent_files(cls)

@@ -145,7 +145,7 @@ def test_trpo_update_respects_the_kl_bound(tmp_path, max_kl, damping, backtracks
 
 
 # ------------------------------------------------------------------ behaviour
-@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.ALGO)
+@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.algo)
 def test_value_reaches_one_over_one_minus_gamma_with_time_limits(cls, tmp_path):
     """Endless reward 1 cut by a 20-step time limit: V = 1 / (1 - gamma) = 10 only if the
     truncation is bootstrapped (treating it as terminal gives about 6)."""
@@ -162,7 +162,7 @@ def test_value_reaches_one_over_one_minus_gamma_with_time_limits(cls, tmp_path):
     assert value == pytest.approx(10.0, abs=0.5)
 
 
-@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.ALGO)
+@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.algo)
 def test_learns_the_one_hot_bandit(cls, tmp_path):
     extra = {
         VPG: {},
@@ -178,7 +178,7 @@ def test_learns_the_one_hot_bandit(cls, tmp_path):
     assert result["charts/episodic_return"] > 0.5  # training (stochastic) returns, logged apart
 
 
-@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.ALGO)
+@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.algo)
 @pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
 def test_save_load_round_trip_gives_the_same_actions(cls, env, tmp_path):
     config = small_config(cls, env, tmp_path, normalize_obs=True)
@@ -221,7 +221,7 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.ALGO)
+@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.algo)
 def test_resume_after_a_kill_continues_the_same_run(cls, tmp_path):
     """Killed after its second checkpoint, resumed, it ends where an uninterrupted run ends."""
     extra = {"anneal_lr": True} if cls in (PPO, A2C) else {}
@@ -295,7 +295,7 @@ def test_run_folder_holds_config_progress_and_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------ errors
-@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.ALGO)
+@pytest.mark.parametrize("cls", AGENTS, ids=lambda c: c.algo)
 def test_unknown_env_id_is_named(cls):
     with pytest.raises(UnknownNameError, match="CartPool-v1"):
         cls("CartPool-v1")
@@ -347,7 +347,7 @@ def test_cli_trains_and_resumes_ppo(tmp_path):
 
 # ------------------------------------------------------------------ learning (slow)
 @pytest.mark.slow
-@pytest.mark.parametrize("cls", [PPO, A2C], ids=lambda c: c.ALGO)
+@pytest.mark.parametrize("cls", [PPO, A2C], ids=lambda c: c.algo)
 def test_learns_cartpole(cls, tmp_path):
     torch.set_num_threads(1)
     if cls is PPO:
