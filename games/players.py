@@ -35,6 +35,7 @@ __all__ = [
     "QuitGame",
     "RandomPlayer",
     "SolverPlayer",
+    "check_player_spec",
     "make_player",
     "openspiel_name",
     "player_specs",
@@ -241,6 +242,30 @@ class HumanPlayer:
 
 def player_specs() -> list[str]:
     return ["human", "random", "mcts:N", "solver", "minimax"]
+
+
+def check_player_spec(spec: str, game_name: str) -> None:
+    """Raise the error :func:`make_player` would, without building the player (cheap, so a
+    run can check its opponents at start)."""
+    from mbrl import games
+
+    kind, _, arg = spec.partition(":")
+    name = game_name.removeprefix(games.OPENSPIEL_PREFIX)
+    if kind == "mcts":
+        if not (arg == "" or (arg.isdigit() and int(arg) >= 1)):
+            raise ValueError(f"player {spec!r}: write mcts:N with N simulations, e.g. mcts:1000")
+    elif kind == "minimax" and name != "tic_tac_toe":
+        raise ValueError(f"minimax player is for tic_tac_toe, not {game_name}")
+    elif kind == "solver" and name not in ("tic_tac_toe", "connect_four"):
+        raise ValueError(
+            f"no solver for {game_name}; solvers exist for tic_tac_toe and connect_four"
+        )
+    elif kind not in ("human", "random", "mcts", "minimax", "solver") or (kind != "mcts" and arg):
+        raise UnknownNameError(
+            f"unknown player {spec!r}; players: {', '.join(player_specs())}",
+            name=spec,
+            known=player_specs(),
+        )
 
 
 def make_player(spec: str, game: GameModel, seed: int = 0, **human_io) -> Player:

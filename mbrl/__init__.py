@@ -7,6 +7,7 @@ rollouts, replay, self-play), :mod:`mbrl.evaluation` (arena, bench, report).
 """
 
 from mbrl import _compat
+from mbrl.agent import Agent
 from mbrl.model import (
     Evaluation,
     Evaluator,
@@ -14,8 +15,10 @@ from mbrl.model import (
     IllegalActionError,
     Model,
     ModelSpec,
+    PlayoutGame,
     ShapeError,
     Step,
+    SymmetricGame,
     UnknownNameError,
 )
 
@@ -24,13 +27,16 @@ _compat.install()  # old module names (mbrl.sac, mbrl.replay, ...) still import
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "Evaluation",
     "Evaluator",
     "GameModel",
     "IllegalActionError",
     "Model",
     "ModelSpec",
+    "PlayoutGame",
     "ShapeError",
     "Step",
+    "SymmetricGame",
     "UnknownNameError",
 ]

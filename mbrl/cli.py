@@ -22,7 +22,8 @@ from mbrl.evaluation.arena import play_games
 from mbrl.evaluation.bench import BenchConfig
 from mbrl.evaluation.report import ReportConfig
 from mbrl.games.players import QuitGame, make_player, player_specs
-from mbrl.model import UnknownNameError
+from mbrl.model import SymmetricGame, UnknownNameError
+from mbrl.training.run import RunInterrupted
 
 console = Console(highlight=False)
 
@@ -110,18 +111,21 @@ def run_games() -> None:
             str(spec.num_actions),
             "x".join(map(str, spec.obs_shape)),
             str(spec.max_episode_length),
-            str(getattr(game, "num_symmetries", 1)),
+            str(game.num_symmetries if isinstance(game, SymmetricGame) else 1),
         )
     console.print(table)
 
 
 def build_player(spec: str, game, seed: int = 0, **human_io):
-    """A player from its spec; ``agent:<run or checkpoint>[@simulations]`` is a trained agent."""
+    """A player from its spec; ``agent:<run, checkpoint or shipped name>[@simulations]`` is
+    a trained AlphaZero agent (searching with that many simulations)."""
     if spec.startswith("agent:"):
-        from mbrl.algorithms.alphazero import load_agent
+        from mbrl.algorithms.alphazero import AlphaZero
 
         path, _, sims = spec.removeprefix("agent:").partition("@")
-        return load_agent(path, game, num_simulations=int(sims) if sims else None)
+        if sims and not (sims.isdigit() and int(sims) >= 1):
+            raise ValueError(f"player {spec!r}: write agent:<run>@N with N simulations >= 1")
+        return AlphaZero.load(path).player(game, int(sims) if sims else None, seed)
     return make_player(spec, game, seed, **human_io)
 
 
@@ -158,7 +162,7 @@ def run_play(cmd: PlayCommand) -> None:
 
 
 def run_demo(cmd: DemoCommand) -> None:
-    from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, load_agent
+    from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig
     from mbrl.evaluation.arena import round_robin
 
     console.print(
@@ -174,11 +178,10 @@ def run_demo(cmd: DemoCommand) -> None:
         eval_games=20,
         run_dir=cmd.run_dir,
     )
-    trainer = AlphaZero(config, console=console)
-    console.print(f"run folder: {trainer.run_dir}")
+    trainer = AlphaZero(cmd.game, config, console=console)
     trainer.learn()
     game = games.make(cmd.game)
-    agent = load_agent(trainer.run_dir, game)
+    agent = AlphaZero.load(trainer.run_dir).player(game)
     reference = "solver" if cmd.game in {"tic_tac_toe", "connect_four"} else "mcts:200"
     players = [agent, make_player(reference, game, cmd.seed), make_player("random", game, cmd.seed)]
     console.rule("evaluation")
@@ -210,80 +213,98 @@ def run_eval(cmd: EvalCommand) -> None:
         console.print(mistakes_table(cmd.players, reports))
 
 
+def set_threads(num_threads: int) -> None:
+    """Bound every compute thread of this process: torch's and the numba kernels'."""
+    from mbrl.planners.threads import set_num_threads
+
+    torch.set_num_threads(num_threads)
+    set_num_threads(num_threads)
+
+
 def _pop_threads(rest: list[str]) -> list[str]:
-    """Apply and remove ``--threads N`` (torch threads; default: every core of this process)."""
+    """Apply and remove ``--threads N`` (torch and numba threads; default: every core)."""
     if "--threads" not in rest:
         return rest
     i = rest.index("--threads")
     value = rest[i + 1] if i + 1 < len(rest) else ""
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"--threads needs a whole number >= 1, got {value!r}")
-    torch.set_num_threads(int(value))
+    set_threads(int(value))
     return rest[:i] + rest[i + 2 :]
+
+
+def _pop_resume(rest: list[str]) -> tuple[str | None, list[str]]:
+    """``(run folder, the other flags)`` of ``--resume RUN``."""
+    if "--resume" not in rest:
+        return None, rest
+    i = rest.index("--resume")
+    if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
+        raise ValueError("--resume needs a run folder")
+    return rest[i + 1], rest[:i] + rest[i + 2 :]
+
+
+TRAIN_FLAGS = """run flags (besides the config flags below):
+  --threads N     torch and numba threads (default: all cores; the small MLP agents
+                  run about as fast on 1 and leave the other cores free)
+  --resume RUN    continue the run folder RUN from its last checkpoint; only the
+                  budget flags ({budget}) may be given with it, to extend the run
+Ctrl-C (SIGINT) or SIGTERM finishes the current iteration, writes a checkpoint,
+says where, and exits with 130 (143)."""
+
+
+def _resumed(cls: type, run: str, flags: list[str], prog: str):
+    """The agent of ``run`` with its budget flags applied; any other flag is refused."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    for flag in flags:
+        if not flag.startswith("--"):
+            continue
+        name = flag[2:].split("=")[0].replace("-", "_")
+        if name not in fields:
+            raise ValueError(f"unknown flag {flag.split('=')[0]} for mbrl train {cls.algo}")
+        if name not in cls.budget_fields:
+            budget = ", ".join("--" + f.replace("_", "-") for f in cls.budget_fields)
+            raise ValueError(
+                f"{flag.split('=')[0]} would change the experiment of {run}; a resumed run "
+                f"keeps its config and takes only its budget ({budget}); start a new run instead"
+            )
+    agent = cls.resume(run, console=console)
+    if flags:  # the budget, parsed and checked like any config
+        agent.config = tyro.cli(cls.Config, args=flags, default=agent.config, prog=prog)
+    return agent
 
 
 def run_train(args: list[str]) -> None:
     """``mbrl train <algorithm> [--threads N] [--resume RUN] [config flags]``."""
     from mbrl.registry import agent_class, available_agents
 
-    algorithms = ["alphazero", *available_agents()]
+    algorithms = available_agents()
     if not args or args[0] in {"-h", "--help"}:
         console.print(
-            f"usage: mbrl train {{{','.join(algorithms)}}} [--threads N] [--help] [flags]\n"
-            "  --threads N   torch threads (default: all cores; small MLP agents: 1 is"
-            " often as fast and leaves the other cores free)"
+            f"usage: mbrl train {{{','.join(algorithms)}}} [--threads N] [--resume RUN] [flags]\n"
+            "  mbrl train <algorithm> --help lists the algorithm's flags\n"
+            + TRAIN_FLAGS.format(budget="--total-steps; alphazero: --num-iterations, --max-minutes")
         )
         return
-    algorithm, rest = args[0], _pop_threads(args[1:])
-    if algorithm == "alphazero":
-        _train_alphazero(rest)
-        return
-    if algorithm not in algorithms:
-        raise UnknownNameError(
-            f"unknown algorithm {algorithm!r}; available: {', '.join(algorithms)}",
-            name=algorithm,
-            known=algorithms,
+    cls = agent_class(args[0])
+    prog = f"mbrl train {cls.algo}"
+    run, rest = _pop_resume(_pop_threads(args[1:]))
+    if "-h" in rest or "--help" in rest:
+        budget = ", ".join("--" + f.replace("_", "-") for f in cls.budget_fields)
+        tyro.cli(
+            cls.Config, args=["--help"], prog=prog, description=TRAIN_FLAGS.format(budget=budget)
         )
-    cls = agent_class(algorithm)
-    if "--resume" in rest:
-        agent = cls.resume(_resume_path(rest), console=console)
-        console.print(f"resuming {agent.run_dir}")
-        total_steps = agent.config.total_steps
+    if run is not None:
+        agent = _resumed(cls, run, rest, prog)
     else:
-        config = tyro.cli(cls.Config, args=rest, prog=f"mbrl train {algorithm}")
-        agent = cls(config.env, config, console=console)
-        total_steps = config.total_steps
-    result = agent.learn(total_steps)
+        config = tyro.cli(cls.Config, args=rest, prog=prog)
+        agent = cls(cls.world_of(config), config, console=console)
+    total = getattr(agent.config, "total_steps", None)
+    result = agent.learn(total)
     console.print(f"[bold]done[/bold]: run folder {agent.run_dir}")
     for key, value in result.items():
-        console.print(f"  {key}: {value:.3f}")
-
-
-def _resume_path(rest: list[str]) -> str:
-    i = rest.index("--resume")
-    if i + 1 >= len(rest):
-        raise ValueError("--resume needs a run folder")
-    return rest[i + 1]
-
-
-def _train_alphazero(rest: list[str]) -> None:
-    from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig
-
-    if "--resume" in rest:
-        agent = AlphaZero.resume(_resume_path(rest), console=console)
-        console.print(f"resuming {agent.run_dir} at iteration {agent.counters['iteration']}")
-    else:
-        config = tyro.cli(AlphaZeroConfig, args=rest, prog="mbrl train alphazero")
-        agent = AlphaZero(config, console=console)
-        console.print(f"run folder: {agent.run_dir}")
-    result = agent.learn()
-    console.print(
-        f"[bold]done[/bold]: {agent.counters['iteration']} iterations, "
-        f"{agent.counters['games']} self-play games, "
-        f"{agent.counters['seconds'] / 60:.1f} min; checkpoint {agent.checkpoint_path}"
-    )
-    for key, value in result.items():
-        console.print(f"  {key}: {value:.3f}")
+        console.print(f"  {key}: {float(value):.3f}")
 
 
 def run_bench(cmd: BenchConfig) -> None:
@@ -308,11 +329,26 @@ COMMANDS = {
 }
 
 
+def _usage() -> None:
+    """``mbrl --help``: every command, ``train`` included."""
+    console.print("usage: mbrl {train,games,play,eval,demo,bench,report} [--help] [flags]\n")
+    rows = [("train", "Train an agent: mbrl train <algorithm> [--resume RUN] [--threads N] ...")]
+    rows += [
+        (name, (cls.__doc__ or "").strip().splitlines()[0]) for name, (cls, _) in COMMANDS.items()
+    ]
+    for name, text in rows:
+        console.print(f"  {name:<8} {text}")
+    console.print("\n`mbrl <command> --help` lists the flags of a command.")
+
+
 def main(argv: list[str] | None = None) -> None:
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    set_threads(len(os.sched_getaffinity(0)))
     args = sys.argv[1:] if argv is None else argv
     try:
-        if args and args[0] == "train":
+        if not args or args[0] in {"-h", "--help"}:
+            _usage()
+            return
+        if args[0] == "train":
             run_train(args[1:])
             return
         cmd = tyro.extras.subcommand_cli_from_dict(
@@ -324,7 +360,12 @@ def main(argv: list[str] | None = None) -> None:
     except (UnknownNameError, ValueError, ImportError, FileNotFoundError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise SystemExit(2) from None
-    except (QuitGame, KeyboardInterrupt):
+    except RunInterrupted as stop:
+        raise SystemExit(stop.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
+        console.print("bye")
+        raise SystemExit(130) from None
+    except QuitGame:
         console.print("bye")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -123,6 +124,28 @@ class GameModel(Model, Protocol):
 
     def string_to_action(self, text: str) -> int:
         """Parse a move as a person types it; raises ValueError with the legal forms."""
+        ...
+
+
+@runtime_checkable
+class SymmetricGame(Protocol):
+    """A game whose boards have symmetries (augmentation of training positions)."""
+
+    num_symmetries: int
+    """How many (the identity included): 2 for a mirror, 8 for the square's dihedral group."""
+
+    def symmetries(self, obs: Tensor, policy: Tensor) -> tuple[Tensor, Tensor]:
+        """Every symmetry of observations ``[B, *obs]`` and policies ``[B, A]``:
+        ``([K, B, *obs], [K, B, A])`` with the identity first."""
+        ...
+
+
+@runtime_checkable
+class PlayoutGame(Protocol):
+    """A game with a fused random-playout kernel (the random-rollout evaluator needs one)."""
+
+    def random_playouts(self, state: Tensor, rng: np.random.Generator) -> Tensor:
+        """``[B]`` float32 outcome for player 0 of one uniformly random playout per state."""
         ...
 
 

@@ -1,10 +1,10 @@
 """Names of the training algorithms, resolved lazily (``mbrl train <name>``, ``mbrl bench``).
 
-Every gymnasium agent class has the same surface (as Stable-Baselines3):
-``Agent(env_id, config)``, ``learn(total_steps)``, ``predict(obs)``,
-``save(path)`` / ``Agent.load(path)`` and ``Agent.resume(run_dir)``; its
-config dataclass is ``Agent.Config`` with at least ``env``, ``total_steps``,
-``seed`` and ``run_dir`` fields.
+Every class here has the surface of :class:`mbrl.agent.Agent`: ``Agent(world,
+config)``, ``learn``, ``predict``, ``evaluate``, ``save``/``Agent.load``,
+``Agent.resume``, and class facts (``world_field``, ``action_spaces``,
+``budget_fields``, ``step_cost``) that the command line and the benchmark read.
+A new algorithm is one file in ``mbrl/algorithms/`` and one line here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import importlib
 
 from mbrl.model import UnknownNameError
 
-__all__ = ["AGENTS", "agent_class", "available_agents"]
+__all__ = ["AGENTS", "agent_class", "available_agents", "gym_agents"]
 
 AGENTS: dict[str, str] = {
     "vpg": "mbrl.algorithms.vpg:VPG",
@@ -24,6 +24,7 @@ AGENTS: dict[str, str] = {
     "ddpg": "mbrl.algorithms.ddpg:DDPG",
     "td3": "mbrl.algorithms.td3:TD3",
     "sac": "mbrl.algorithms.sac:SAC",
+    "alphazero": "mbrl.algorithms.alphazero:AlphaZero",
 }
 
 
@@ -37,12 +38,18 @@ def available_agents() -> list[str]:
     return out
 
 
-def agent_class(name: str):
+def agent_class(name: str) -> type:
+    """The class registered as ``name``; UnknownNameError lists the known names."""
     if name not in AGENTS:
         raise UnknownNameError(
-            f"unknown agent {name!r}; agents: {', '.join(available_agents())}, alphazero",
+            f"unknown algorithm {name!r}; available: {', '.join(available_agents())}",
             name=name,
             known=available_agents(),
         )
     module, cls = AGENTS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def gym_agents() -> list[str]:
+    """The agents trained on gymnasium environments (what ``mbrl bench`` sweeps)."""
+    return [name for name in available_agents() if agent_class(name).world_field == "env"]

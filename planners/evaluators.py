@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mbrl.model import Evaluation, GameModel, Model
+from mbrl.model import Evaluation, GameModel, Model, PlayoutGame
 
 __all__ = ["RandomRolloutEvaluator", "UniformEvaluator"]
 
@@ -40,6 +40,8 @@ class RandomRolloutEvaluator:
     ):
         if num_rollouts < 1:
             raise ValueError(f"num_rollouts must be >= 1, got {num_rollouts}")
+        if not isinstance(game, PlayoutGame):
+            raise TypeError(f"{game.spec.name} has no random_playouts kernel (PlayoutGame)")
         self.game = game
         self.num_rollouts = num_rollouts
         self.rng = rng if rng is not None else np.random.default_rng()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mbrl import games
-from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, load_agent
+from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig
 from mbrl.evaluation.arena import play_match
 from mbrl.games import minimax
 from mbrl.games.players import make_player
@@ -34,7 +34,7 @@ def split_games(obs: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("policy", list(RootPolicy))
 def test_value_targets_have_the_right_sign(tmp_path, policy):
-    agent = AlphaZero(AlphaZeroConfig(**TINY, root_policy=policy, run_dir=str(tmp_path)))
+    agent = AlphaZero("tic_tac_toe", AlphaZeroConfig(**TINY, root_policy=policy, run_dir=str(tmp_path)))
     agent.play_moves(9)  # tic-tac-toe games last at most 9 moves: all finish
     n = agent.replay.size
     obs, value = agent.replay.obs[:n], agent.replay.value[:n]
@@ -63,15 +63,15 @@ def test_value_targets_have_the_right_sign(tmp_path, policy):
 
 def test_resume_after_kill_continues_exactly(tmp_path):
     config = AlphaZeroConfig(**TINY, run_dir=str(tmp_path / "a"))
-    straight = AlphaZero(config)
+    straight = AlphaZero(config.game, config)
     for _ in range(3):
         straight.iteration()
 
-    killed = AlphaZero(config, run_dir=tmp_path / "b")
+    killed = AlphaZero(config.game, config, run_dir=tmp_path / "b")
     for _ in range(2):
         killed.iteration()
     killed.counters["iteration"] = 2
-    killed.save()
+    killed.checkpoint()
     saved_counters = dict(killed.counters)
     saved_replay = killed.replay.obs[: killed.replay.size].copy()
     del killed  # the process dies here
@@ -80,7 +80,7 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     assert resumed.counters == saved_counters
     np.testing.assert_array_equal(resumed.replay.obs[: resumed.replay.size], saved_replay)
     resumed.iteration()
-    assert resumed.counters["moves"] == straight.counters["moves"]
+    assert resumed.counters["steps"] == straight.counters["steps"]
     assert resumed.counters["games"] == straight.counters["games"]
     np.testing.assert_array_equal(resumed.replay.value, straight.replay.value)
     for (name, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
@@ -89,7 +89,7 @@ def test_resume_after_kill_continues_exactly(tmp_path):
 
 def test_learn_writes_a_run_folder_and_resumes(tmp_path):
     config = AlphaZeroConfig(**TINY, num_iterations=2, eval_every=1, run_dir=str(tmp_path))
-    agent = AlphaZero(config)
+    agent = AlphaZero(config.game, config)
     result = agent.learn()
     assert "eval/win_rate_vs_random" in result
     run = agent.run_dir
@@ -98,7 +98,7 @@ def test_learn_writes_a_run_folder_and_resumes(tmp_path):
     assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
     resumed = AlphaZero.resume(run)
     assert resumed.counters["iteration"] == 2
-    player = load_agent(run, games.make("tic_tac_toe"))
+    player = AlphaZero.load(run).player(games.make("tic_tac_toe"))
     assert player.act(games.make("tic_tac_toe").initial_state(2), [[], []]).shape == (2,)
 
 
@@ -107,18 +107,18 @@ def test_bad_configs_and_checkpoints(tmp_path):
         AlphaZeroConfig(num_simulations=0)
     with pytest.raises(UnknownNameError, match="unknown game"):
         AlphaZeroConfig(game="chequers")
-    agent = AlphaZero(AlphaZeroConfig(**TINY, run_dir=str(tmp_path)))
-    agent.save()
+    agent = AlphaZero("tic_tac_toe", AlphaZeroConfig(**TINY, run_dir=str(tmp_path)))
+    agent.checkpoint()
     with pytest.raises(ValueError, match="is for tic_tac_toe, not connect_four"):
-        load_agent(agent.run_dir, games.make("connect_four"))
+        AlphaZero.load(agent.run_dir).player(games.make("connect_four"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="corrupt"):
-        load_agent(corrupt)
+        AlphaZero.load(corrupt)
     with pytest.raises(FileNotFoundError):
         AlphaZero.resume(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="shipped agents"):
-        load_agent(tmp_path / "no_such_agent.pt")
+        AlphaZero.load(tmp_path / "no_such_agent.pt")
 
 
 @pytest.mark.slow
@@ -126,10 +126,10 @@ def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
     config = AlphaZeroConfig(
         game="tic_tac_toe", num_iterations=40, eval_every=40, eval_games=10, run_dir=str(tmp_path)
     )
-    agent = AlphaZero(config)
+    agent = AlphaZero(config.game, config)
     agent.learn()
     game = games.make("tic_tac_toe")
-    player = load_agent(agent.run_dir, game)
+    player = AlphaZero.load(agent.run_dir).player(game)
     result = play_match(game, player, make_player("random", game, seed=3), 100)
     assert result.losses == 0 and result.wins >= 80
 
@@ -139,6 +139,6 @@ def test_shipped_connect_four_agent_loads_and_beats_random():
 
     assert "connect_four" in shipped_agents()
     game = games.make("connect_four")
-    agent = load_agent("connect_four", game, num_simulations=16)
+    agent = AlphaZero.load("connect_four").player(game, num_simulations=16)
     result = play_match(game, agent, make_player("random", game, seed=0), 4)
     assert result.wins == 4

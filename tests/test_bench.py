@@ -33,6 +33,10 @@ class FakeAgent:
     the cell with seed 1 dies (once) at that step, after its last checkpoint.
     """
 
+    world_field = "env"
+    action_spaces = frozenset({"discrete", "continuous"})
+    step_cost = 1.0
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         env: str = "CartPole-v1"
@@ -80,7 +84,7 @@ class FakeAgent:
 
 
 class ContinuousOnlyAgent(FakeAgent):
-    supported_action_spaces = ("continuous",)
+    action_spaces = frozenset({"continuous"})
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_ray_actors_feed_the_learner_and_survive_a_death(tmp_path):
     )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        agent = AlphaZero(config)
+        agent = AlphaZero(config.game, config)
         agent.iteration()
         # 8 games of tic-tac-toe, 9 moves each: every game ends within the iteration.
         assert agent.counters["games"] >= 8 and agent.replay.size >= 8 * 5

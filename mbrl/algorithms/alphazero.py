@@ -25,33 +25,28 @@ so a killed run resumes where its last checkpoint left it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from mbrl import games
 from mbrl.evaluation.arena import play_match
-from mbrl.games.players import make_player
-from mbrl.model import GameModel
-from mbrl.planners.mcts import MCTSConfig, RootPolicy
-from mbrl.training.logger import Logger, RunProgress
+from mbrl.games.players import check_player_spec, make_player
+from mbrl.model import GameModel, SymmetricGame
+from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.training.checkpoint import RngStates, agent_files, load_agent, save_agent
+from mbrl.training.config import DeviceFields, RunFields, at_least, check_device, fail, positive
 from mbrl.training.nets import PolicyValueNet
-from mbrl.training.runs import (
-    atomic_save,
-    config_from_json,
-    config_to_json,
-    load_checkpoint,
-    new_run_dir,
-)
+from mbrl.training.run import Run, RunSpec
+from mbrl.training.runs import new_run_dir
 from mbrl.training.selfplay import (
     FinishedGames,
     MCTSAgentPlayer,
@@ -68,7 +63,8 @@ __all__ = [
     "MCTSAgentPlayer",
     "NetworkEvaluator",
     "PolicyPlayer",
-    "load_agent",
+    "resolve_agent_path",
+    "shipped_agents",
 ]
 
 
@@ -79,19 +75,15 @@ class Backend(Enum):
     """Self-play in Ray actors (``pip install 'mbrl[ray]'``), weights broadcast each iteration."""
 
 
-FORMAT = "mbrl.alphazero/1"
-
 # Network size by game (blocks, channels): enough for the game, cheap on a CPU.
 NET_SIZES = {"tic_tac_toe": (2, 32), "connect_four": (4, 48), "othello": (6, 64)}
 REFERENCE_OPPONENT = {"tic_tac_toe": "minimax", "connect_four": "mcts:200", "othello": "mcts:200"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class AlphaZeroConfig:
+class AlphaZeroConfig(RunFields, DeviceFields):
     game: str = "tic_tac_toe"
     """Game to learn: a native game or openspiel:<name> (see `mbrl games`)."""
-    seed: int = 0
-    """Seed of everything (network init, noise, self-play moves)."""
     num_iterations: int = 30
     """Self-play + training iterations; the run also stops at max_minutes."""
     max_minutes: float | None = None
@@ -132,10 +124,6 @@ class AlphaZeroConfig:
     """Simulations of the agent in evaluation games (None: num_simulations)."""
     eval_opponents: tuple[str, ...] | None = None
     """Player specs to evaluate against (None: random and the game's reference player)."""
-    run_dir: str = "runs"
-    """Folder under which the run folder is made."""
-    device: str = "cpu"
-    """Torch device of the network (cpu or cuda)."""
     backend: Backend = Backend.LOCAL
     """LOCAL (one process) or RAY (self-play actors feeding this learner)."""
     num_actors: int = 2
@@ -144,36 +132,18 @@ class AlphaZeroConfig:
     """Ray: address of a running cluster (None: start a local Ray instance)."""
 
     def __post_init__(self):
-        positive = [
-            "num_iterations",
-            "num_parallel_games",
-            "moves_per_iteration",
-            "num_simulations",
-            "max_num_considered_actions",
-            "replay_size",
-            "batch_size",
-            "train_steps_per_iteration",
-            "eval_every",
-            "eval_games",
-        ]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"AlphaZeroConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ["learning_rate"]:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"AlphaZeroConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"AlphaZeroConfig.max_minutes must be > 0, got {self.max_minutes}")
-        if self.eval_simulations is not None and self.eval_simulations < 1:
-            raise ValueError("AlphaZeroConfig.eval_simulations must be >= 1")
+        at_least(self, 1, "num_iterations", "num_parallel_games", "moves_per_iteration")
+        at_least(self, 1, "num_simulations", "max_num_considered_actions", "replay_size")
+        at_least(self, 1, "batch_size", "train_steps_per_iteration", "eval_every", "eval_games")
+        at_least(self, 1, "eval_simulations")
+        at_least(self, 0, "temperature_moves", "seed")
+        positive(self, "learning_rate", "max_minutes")
         if self.backend is Backend.RAY and not 1 <= self.num_actors <= self.num_parallel_games:
-            raise ValueError(
-                "AlphaZeroConfig.num_actors must be in [1, num_parallel_games], "
-                f"got {self.num_actors}"
-            )
-        if self.temperature_moves < 0:
-            raise ValueError("AlphaZeroConfig.temperature_moves must be >= 0")
+            fail(self, "num_actors", "be in [1, num_parallel_games]")
+        check_device(self)
         games.make(self.game)  # an unknown game fails here, with the list of games
+        for spec in self.eval_opponents or ():
+            check_player_spec(spec, self.game)  # a bad opponent fails now, not after self-play
 
     def net_size(self) -> tuple[int, int]:
         blocks, channels = NET_SIZES.get(self.game, (4, 64))
@@ -237,12 +207,29 @@ def _make_workers(config: AlphaZeroConfig, game: GameModel, net: PolicyValueNet)
     return LocalWorkers(config, game, net)
 
 
+@agent_files
 class AlphaZero:
-    """Expert iteration on one game; ``learn()`` runs (or resumes) the loop."""
+    """Expert iteration on one game (the surface of :class:`mbrl.Agent`);
+    ``learn()`` runs (or continues) the loop."""
+
+    algo = "alphazero"
+    Config = AlphaZeroConfig
+    FORMAT = "mbrl.alphazero/2"
+    world_field = "game"
+    action_spaces = frozenset({"discrete"})
+    budget_fields = ("num_iterations", "max_minutes")
+    step_cost = 1.0
 
     def __init__(
-        self, config: AlphaZeroConfig, run_dir: Path | None = None, console: Console | None = None
+        self,
+        game: str,
+        config: AlphaZeroConfig | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        console: Console | None = None,
     ):
+        config = AlphaZeroConfig(game=game) if config is None else config
+        config = dataclasses.replace(config, game=game) if config.game != game else config
         self.config = config
         self.console = console or Console(quiet=True)
         self.game = games.make(config.game)
@@ -257,123 +244,133 @@ class AlphaZero:
         self.replay = ReplayBuffer(
             config.replay_size, self.game.spec.obs_shape, self.game.spec.num_actions
         )
-        self.workers = _make_workers(config, self.game, self.net)
+        self._workers: LocalWorkers | Any = None  # made on first use (a loaded agent needs none)
         self.counters = {
             "iteration": 0,
             "games": 0,
-            "moves": 0,
+            "steps": 0,  # self-play moves
             "positions": 0,
             "train_steps": 0,
             "seconds": 0.0,
         }
         self.run_dir = Path(run_dir or new_run_dir(config.run_dir, "alphazero", config.game))
-        self.logger: Logger | None = None
         self.evaluator = NetworkEvaluator(self.game, self.net, config.device)
 
-    # ------------------------------------------------------------ checkpoints
     @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "latest.pt"
+    def workers(self):
+        """The self-play workers (in this process, or Ray actors)."""
+        if self._workers is None:
+            self._workers = _make_workers(self.config, self.game, self.net)
+        return self._workers
 
-    def save(self, path: Path | None = None) -> Path:
-        """Write the full training state atomically (temp file, then rename)."""
+    # ------------------------------------------------------------ the surface
+    def parts(self, training: bool = False) -> dict[str, Any]:
+        parts: dict[str, Any] = {"net": self.net}
+        if training:
+            parts |= {
+                "optimizer": self.optimizer,
+                "replay": self.replay,
+                "selfplay": self.workers,
+                "rng": RngStates(self.rng),
+            }
+        return parts
+
+    def checkpoint(self, path: str | Path | None = None) -> Path:
+        """The whole training state (``checkpoints/latest.pt``), and the agent alone beside
+        it (``agent.pt``: network and config, small enough to share)."""
         path = Path(path or self.checkpoint_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": FORMAT,
-            "config": config_to_json(self.config),
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "replay": self.replay.state_dict(),
-            "selfplay": self.workers.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "counters": dict(self.counters),
-        }
-        atomic_save(payload, path)
-        # The agent alone (network and config, no training state): small enough to share.
-        agent = {k: payload[k] for k in ("format", "config", "net", "counters")}
-        atomic_save(agent, path.parent / "agent.pt")
+        save_agent(self, path, training=True)
+        self.save(path.parent / "agent.pt")
         return path
 
     @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None) -> AlphaZero:
-        """Continue a run from its last checkpoint."""
-        run_dir = Path(run_dir)
-        payload = _load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-        agent = cls(
-            config_from_json(AlphaZeroConfig, payload["config"]), run_dir=run_dir, console=console
+    def load(cls, path: str | Path, **kwargs) -> AlphaZero:
+        """The agent of a run folder, a checkpoint or agent file, or a shipped agent's name
+        (``connect_four``); keyword arguments go to the constructor."""
+        return load_agent(cls, resolve_agent_path(path), **kwargs)
+
+    @staticmethod
+    def upgrade(payload: dict) -> dict:
+        """A ``mbrl.alphazero/1`` file (flat keys) in this version's layout."""
+        if "state" in payload:
+            return payload
+        state = {"net": payload["net"]}
+        training = "optimizer" in payload
+        if training:
+            state |= {k: payload[k] for k in ("optimizer", "replay", "selfplay")}
+            state["rng"] = {"numpy": payload["rng"], "torch": payload["torch_rng"]}
+        return {**payload, "training": training, "state": state}
+
+    def player(
+        self, game: GameModel | None = None, num_simulations: int | None = None, seed: int = 0
+    ) -> MCTSAgentPlayer:
+        """The agent as a player (MCTS with the network, no noise) for ``mbrl play``/``eval``;
+        ValueError if ``game`` is another game than the agent's."""
+        if game is not None and game.spec.name != self.game.spec.name:
+            raise ValueError(f"agent {self.run_dir} is for {self.game.spec.name}, not {game.spec.name}")
+        config = self.config
+        if num_simulations is not None:
+            config = dataclasses.replace(config, eval_simulations=num_simulations)
+        mcts = config.mcts(self.game, evaluation=True)
+        return MCTSAgentPlayer(
+            self.game, self.net, mcts, seed, config.device, name=f"agent@{mcts.num_simulations}"
         )
-        agent.net.load_state_dict(payload["net"])
-        agent.optimizer.load_state_dict(payload["optimizer"])
-        agent.replay.load_state_dict(payload["replay"])
-        agent.workers.load_state_dict(payload["selfplay"])
-        agent.rng.bit_generator.state = payload["rng"]
-        torch.set_rng_state(payload["torch_rng"])
-        agent.counters = payload["counters"]
-        return agent
+
+    def predict(self, state: Tensor, deterministic: bool = True) -> np.ndarray:
+        """The search's moves ``[B]`` for game states ``[B, ...]`` (no noise if deterministic)."""
+        mcts = self.config.mcts(self.game, evaluation=deterministic)
+        return search(self.game, self.evaluator, state, mcts, self.rng).action.numpy()
 
     # -------------------------------------------------------------- the loop
-    def learn(self) -> dict[str, float]:
-        """Run iterations until num_iterations or max_minutes; returns the last evaluation."""
-        config = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
-        self.logger = Logger(self.run_dir, self.console)
-        self.logger.truncate_after(self.counters["moves"])
-        start_seconds = self.counters["seconds"]
-        started = time.perf_counter()
+    def learn(self, total_steps: int | None = None) -> dict[str, float]:
+        """Run iterations until num_iterations, max_minutes or ``total_steps`` self-play
+        moves, whichever comes first; returns the last evaluation."""
+        config, counters = self.config, self.counters
+        start_seconds, started = counters["seconds"], time.perf_counter()
         last_eval: dict[str, float] = {}
-        with RunProgress(
-            TextColumn("[bold]alphazero {task.fields[game]}"),
-            BarColumn(),
-            TextColumn("{task.fields[iterations]}"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-            transient=False,
-        ) as progress:
-            # The bar follows whichever limit ends the run first.
-            by_time = config.max_minutes is not None and (
-                60 * config.max_minutes < config.num_iterations
-            )
-            task = progress.add_task(
-                "train",
-                total=60 * config.max_minutes if by_time else config.num_iterations,
-                completed=self.counters["seconds"] if by_time else self.counters["iteration"],
-                game=config.game,
-                iterations=f"iteration {self.counters['iteration']}",
-                status="",
-            )
-            while self.counters["iteration"] < config.num_iterations:
-                elapsed = start_seconds + time.perf_counter() - started
-                if config.max_minutes is not None and elapsed >= 60 * config.max_minutes:
-                    break
-                metrics = self.iteration()
-                self.counters["iteration"] += 1
-                self.counters["seconds"] = start_seconds + time.perf_counter() - started
-                metrics["charts/elapsed_minutes"] = self.counters["seconds"] / 60
-                done = self.counters["iteration"]
-                if done % config.eval_every == 0 or done == config.num_iterations:
-                    last_eval = self.evaluate()
-                    metrics.update(last_eval)
-                    self.save()
-                self.logger.log(self.counters["moves"], metrics, show=False)
-                status = "  ".join(
-                    f"{k.split('/')[-1]} {v:.3g}"
-                    for k, v in metrics.items()
-                    if k.startswith(("eval/", "losses/loss"))
-                )
-                progress.update(
-                    task,
-                    completed=self.counters["seconds"] if by_time else done,
-                    iterations=f"iteration {done}",
-                    status=status,
-                )
-        self.save()
-        self.logger.close()
-        self.workers.close()
+        # The bar follows whichever limit ends the run first.
+        by_time = config.max_minutes is not None and 60 * config.max_minutes < config.num_iterations
+        spec = RunSpec(
+            "alphazero",
+            config.game,
+            config,
+            self.run_dir,
+            total=60 * config.max_minutes if by_time else config.num_iterations,
+            start=counters["seconds"] if by_time else counters["iteration"],
+            step=counters["steps"],
+            unit="seconds" if by_time else "iterations",
+        )
+        try:
+            with Run(spec, self.checkpoint, self.console) as run:
+                while not run.stopped and self._budget_left(total_steps):
+                    metrics = self.iteration()  # steps 3-7
+                    counters["iteration"] += 1
+                    counters["seconds"] = start_seconds + time.perf_counter() - started
+                    metrics["charts/elapsed_minutes"] = counters["seconds"] / 60
+                    done = counters["iteration"]
+                    eval_due = done % config.eval_every == 0 or done == config.num_iterations
+                    if eval_due:  # step 8
+                        last_eval = self.evaluate()
+                        metrics.update(last_eval)
+                    run.log(counters["steps"], metrics)
+                    run.checkpoint_if_due(eval_due)
+                    status = "  ".join(
+                        f"{k.split('/')[-1]} {v:.3g}"
+                        for k, v in metrics.items()
+                        if k.startswith(("eval/", "losses/loss"))
+                    )
+                    run.show(counters["seconds"] if by_time else done, f"iteration {done} {status}")
+        finally:
+            if self._workers is not None:
+                self._workers.close()
+                self._workers = None
         return last_eval
+
+    def _budget_left(self, total_steps: int | None) -> bool:
+        counters, config = self.counters, self.config
+        minutes_left = config.max_minutes is None or counters["seconds"] < 60 * config.max_minutes
+        steps_left = total_steps is None or counters["steps"] < total_steps
+        return counters["iteration"] < config.num_iterations and minutes_left and steps_left
 
     def iteration(self) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -396,7 +393,7 @@ class AlphaZero:
         """Self-play (steps 3-6): every parallel game makes ``num_moves`` moves."""
         finished: FinishedGames = self.workers.play(num_moves, self.net)
         self.replay.add(finished.obs, finished.policy, finished.value)
-        self.counters["moves"] += finished.num_moves
+        self.counters["steps"] += finished.num_moves
         self.counters["positions"] += len(finished.value)
         self.counters["games"] += len(finished.game_lengths)
         metrics = {}
@@ -464,16 +461,12 @@ class AlphaZero:
 
 
 def _random_symmetry(game, obs: Tensor, policy: Tensor, rng: np.random.Generator):
-    if not hasattr(game, "symmetries") or getattr(game, "num_symmetries", 1) == 1:
+    if not isinstance(game, SymmetricGame) or game.num_symmetries == 1:
         return obs, policy
     all_obs, all_policy = game.symmetries(obs, policy)
     pick = torch.from_numpy(rng.integers(0, all_obs.shape[0], size=obs.shape[0]))
     rows = torch.arange(obs.shape[0])
     return all_obs[pick, rows], all_policy[pick, rows]
-
-
-def _load_checkpoint(path: Path) -> dict:
-    return load_checkpoint(path, FORMAT)
 
 
 SHIPPED_AGENTS = Path(__file__).parents[1] / "pretrained"
@@ -488,7 +481,7 @@ def resolve_agent_path(path: str | Path) -> Path:
     """A checkpoint file from a run folder, a checkpoint path, or a shipped agent's name."""
     path = Path(path)
     if path.is_dir():
-        return path / "checkpoints" / "agent.pt"
+        return path
     if not path.exists() and (SHIPPED_AGENTS / f"{path}.pt").exists():
         return SHIPPED_AGENTS / f"{path}.pt"
     if not path.exists():
@@ -497,29 +490,3 @@ def resolve_agent_path(path: str | Path) -> Path:
             f"agents: {', '.join(shipped_agents()) or 'none'}"
         )
     return path
-
-
-def load_agent(
-    path: str | Path,
-    game: GameModel | None = None,
-    num_simulations: int | None = None,
-    device: str = "cpu",
-) -> MCTSAgentPlayer:
-    """The agent of a run folder or checkpoint file, as a player.
-
-    Raises ValueError if the checkpoint was trained on another game than ``game``.
-    """
-    path = resolve_agent_path(path)
-    payload = _load_checkpoint(path)
-    config = config_from_json(AlphaZeroConfig, payload["config"])
-    if game is not None and game.spec.name != config.game:
-        raise ValueError(f"checkpoint {path} is for {config.game}, not {game.spec.name}")
-    game = game or games.make(config.game)
-    net = _make_net(config, game).to(device)
-    net.load_state_dict(payload["net"])
-    if num_simulations is not None:
-        config = dataclasses.replace(config, eval_simulations=num_simulations)
-    mcts_config = config.mcts(game, evaluation=True)
-    return MCTSAgentPlayer(
-        game, net, mcts_config, device=device, name=f"agent@{mcts_config.num_simulations}"
-    )

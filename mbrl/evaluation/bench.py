@@ -69,19 +69,8 @@ SUITES: dict[str, dict[str, int]] = {
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     env: {"normalize_obs": True, "normalize_reward": True} for env in SUITES["mujoco"]
 }
-#: Rough cost of one environment step relative to the on-policy agents (one update
-#: per step against one per rollout), measured on small MLPs; orders a sweep's cells.
-STEP_COST: dict[str, float] = {"sac": 50.0, "td3": 26.0, "ddpg": 22.0, "dqn": 3.5}
 #: Budget of an environment that no suite names.
 DEFAULT_STEPS = 100_000
-#: Action spaces each agent handles (an agent class may say so itself with a
-#: ``supported_action_spaces`` attribute); agents not listed handle both.
-ACTION_SPACES: dict[str, frozenset[str]] = {
-    "dqn": frozenset({"discrete"}),
-    "ddpg": frozenset({"continuous"}),
-    "td3": frozenset({"continuous"}),
-    "sac": frozenset({"continuous"}),
-}
 
 
 class Backend(Enum):
@@ -211,18 +200,11 @@ def action_kind(env_id: str) -> str:
     return type(space).__name__
 
 
-def supported_action_spaces(agent: str, cls: type) -> frozenset[str]:
-    declared = getattr(cls, "supported_action_spaces", None)
-    if declared is not None:
-        return frozenset(declared)
-    return ACTION_SPACES.get(agent, frozenset({"discrete", "continuous"}))
-
-
 def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
     """The cells of a sweep and a note for every (agent, env) pair that is skipped."""
-    from mbrl.registry import AGENTS, agent_class, available_agents
+    from mbrl.registry import AGENTS, agent_class, gym_agents
 
-    agents = config.agents or tuple(available_agents())
+    agents = config.agents or tuple(gym_agents())
     classes = {agent: agent_class(agent) for agent in agents}  # unknown names raise here
     kinds = {env: action_kind(env) for env in config.env_ids()}
     cells, skipped = [], []
@@ -230,7 +212,7 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
         budget = config.budget(env)
         for agent in agents:
             cls = classes[agent]
-            if kinds[env] not in supported_action_spaces(agent, cls):
+            if kinds[env] not in cls.action_spaces:
                 skipped.append(f"{agent} on {env}: {agent} does not handle {kinds[env]} actions")
                 continue
             fields = {f.name for f in dataclasses.fields(cls.Config)}
@@ -265,9 +247,11 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
 
 
 def run_order(cells: list[Cell]) -> list[Cell]:
-    """Longest cells first (steps x :data:`STEP_COST`), so that the workers run out of
-    work at about the same time; ties keep their planned order."""
-    return sorted(cells, key=lambda c: -c.total_steps * STEP_COST.get(c.agent, 1.0))
+    """Longest cells first (steps x the agent class's ``step_cost``), so that the workers
+    run out of work at about the same time; ties keep their planned order."""
+    from mbrl.registry import agent_class
+
+    return sorted(cells, key=lambda c: -c.total_steps * agent_class(c.agent).step_cost)
 
 
 def cell_state(cell_dir: Path) -> str:

@@ -155,6 +155,11 @@ class Run:
             raise RunInterrupted(self.signum, self.last_checkpoint, self.run_dir)
 
     # --------------------------------------------------------------- the loop
+    @property
+    def stopped(self) -> bool:
+        """True once SIGINT or SIGTERM has arrived: finish the iteration and leave."""
+        return self.signum is not None
+
     def going(self, done: float, total: float | None = None) -> bool:
         """True while ``done < total`` (default: the spec's) and no signal has arrived."""
         return self.signum is None and done < (self.spec.total if total is None else total)
