@@ -25,7 +25,7 @@ from mbrl.games.players import QuitGame, make_player, player_specs
 from mbrl.model import SymmetricGame, UnknownNameError
 from mbrl.training.run import RunInterrupted
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # paths in messages stay whole
 
 
 @dataclass(frozen=True, kw_only=True)

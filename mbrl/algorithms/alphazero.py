@@ -307,7 +307,9 @@ class AlphaZero:
         """The agent as a player (MCTS with the network, no noise) for ``mbrl play``/``eval``;
         ValueError if ``game`` is another game than the agent's."""
         if game is not None and game.spec.name != self.game.spec.name:
-            raise ValueError(f"agent {self.run_dir} is for {self.game.spec.name}, not {game.spec.name}")
+            raise ValueError(
+                f"agent {self.run_dir} is for {self.game.spec.name}, not {game.spec.name}"
+            )
         config = self.config
         if num_simulations is not None:
             config = dataclasses.replace(config, eval_simulations=num_simulations)

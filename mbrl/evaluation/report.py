@@ -102,6 +102,14 @@ class Curve:
     done: bool = True
     notes: list[str] = field(default_factory=list)
 
+    def at(self, fraction: float) -> float:
+        """The step of a budget fraction; 100% is the end of a finished run, which may
+        lie past the budget (an on-policy run stops at a whole rollout)."""
+        step = fraction * self.budget
+        if fraction >= 1 and self.done and len(self.steps):
+            step = max(step, float(self.steps[-1]))
+        return step
+
 
 # ------------------------------------------------------------------ measures
 
@@ -121,6 +129,13 @@ def read_curve(path: str | Path, metric: str = EVAL_METRIC) -> tuple[np.ndarray,
             order = np.argsort(steps, kind="stable")
             return steps[order], values[order], name
     return np.zeros(0), np.zeros(0), metric
+
+
+def _last_step(progress: Path) -> float:
+    """The last ``global_step`` of a progress.csv, whichever metrics its row holds."""
+    with progress.open() as f:
+        rows = list(csv.DictReader(f))
+    return max((float(row["global_step"]) for row in rows), default=0.0)
 
 
 def return_at(steps: np.ndarray, returns: np.ndarray, step: float) -> float:
@@ -176,7 +191,9 @@ def read_sweep(sweep_dir: Path, metric: str = EVAL_METRIC) -> tuple[list[Curve],
                 steps=steps,
                 returns=values,
                 metric=used,
-                done=(cell_dir / "done").exists(),
+                # a sweep cell writes `done`; a plain run folder is done at its budget
+                done=(cell_dir / "done").exists()
+                or (bool(len(steps)) and _last_step(progress) >= int(cell["total_steps"])),
             )
         )
     return curves, skipped
@@ -246,9 +263,7 @@ def env_table(env: str, curves: list[Curve], config: ReportConfig) -> list[str]:
         finished = sum(c.done for c in mine)
         row = [agent, f"{len(mine)}" + ("" if finished == len(mine) else f" ({finished} done)")]
         for fraction in config.fractions:
-            row.append(
-                _mean_std([return_at(c.steps, c.returns, fraction * c.budget) for c in mine])
-            )
+            row.append(_mean_std([return_at(c.steps, c.returns, c.at(fraction)) for c in mine]))
         if threshold is None:
             row.append("–")
         else:

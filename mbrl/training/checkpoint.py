@@ -109,15 +109,14 @@ def unpack_state(parts: dict[str, Any], states: dict, where: str) -> None:
 
 
 def checkpoint_file(path: str | Path, training: bool = False) -> Path:
-    """The file behind ``path``: a file as it is; a run folder's ``checkpoints/latest.pt``
-    (or, for an agent alone, its ``checkpoints/agent.pt`` where only that exists)."""
+    """The file behind ``path``: a file as it is; for a run folder, its
+    ``checkpoints/latest.pt`` (the training state), or for the agent alone its small
+    ``checkpoints/agent.pt`` where the run wrote one (else ``latest.pt`` serves)."""
     path = Path(path)
     if not path.is_dir():
         return path
     latest, agent = path / "checkpoints" / "latest.pt", path / "checkpoints" / "agent.pt"
-    if training or latest.exists() or not agent.exists():
-        return latest
-    return agent
+    return agent if not training and agent.exists() else latest
 
 
 def save_agent(agent: Checkpointable, path: str | Path, training: bool = False) -> Path:
