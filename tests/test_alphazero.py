@@ -34,7 +34,8 @@ def split_games(obs: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("policy", list(RootPolicy))
 def test_value_targets_have_the_right_sign(tmp_path, policy):
-    agent = AlphaZero("tic_tac_toe", AlphaZeroConfig(**TINY, root_policy=policy, run_dir=str(tmp_path)))
+    config = AlphaZeroConfig(**TINY, root_policy=policy, run_dir=str(tmp_path))
+    agent = AlphaZero(config.game, config)
     agent.play_moves(9)  # tic-tac-toe games last at most 9 moves: all finish
     n = agent.replay.size
     obs, value = agent.replay.obs[:n], agent.replay.value[:n]
