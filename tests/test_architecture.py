@@ -119,8 +119,8 @@ def issubclass_of_protocol(cls: type) -> bool:
         ("dqn", "CartPole-v1"),
         ("sac", "Pendulum-v1"),
         ("ddpg", "Pendulum-v1"),
-    ]
-    + [("alphazero", "tic_tac_toe")],
+        ("alphazero", "tic_tac_toe"),
+    ],
 )
 def test_an_instance_satisfies_the_protocol_and_counts_steps(tmp_path, name, world):
     cls = registry.agent_class(name)

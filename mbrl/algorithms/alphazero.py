@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +39,23 @@ from torch import Tensor
 from mbrl import games
 from mbrl.evaluation.arena import play_match
 from mbrl.games.players import check_player_spec, make_player
-from mbrl.model import GameModel, SymmetricGame
+from mbrl.model import GameModel
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.pretrained import resolve_agent_path, shipped_agents
 from mbrl.training.checkpoint import RngStates, agent_files, load_agent, save_agent
 from mbrl.training.config import DeviceFields, RunFields, at_least, check_device, fail, positive
 from mbrl.training.nets import PolicyValueNet
 from mbrl.training.run import Run, RunSpec
 from mbrl.training.runs import new_run_dir
 from mbrl.training.selfplay import (
+    Backend,
     FinishedGames,
     MCTSAgentPlayer,
     NetworkEvaluator,
     PolicyPlayer,
     ReplayBuffer,
-    SelfPlayWorker,
+    make_workers,
+    random_symmetry,
 )
 
 __all__ = [
@@ -66,13 +68,6 @@ __all__ = [
     "resolve_agent_path",
     "shipped_agents",
 ]
-
-
-class Backend(Enum):
-    LOCAL = "local"
-    """Self-play and training in this process."""
-    RAY = "ray"
-    """Self-play in Ray actors (``pip install 'mbrl[ray]'``), weights broadcast each iteration."""
 
 
 # Network size by game (blocks, channels): enough for the game, cheap on a CPU.
@@ -172,41 +167,6 @@ def _make_net(config: AlphaZeroConfig, game: GameModel) -> PolicyValueNet:
     return PolicyValueNet(*_net_args(config, game))
 
 
-class LocalWorkers:
-    """The LOCAL backend: one in-process worker sharing the learner's network."""
-
-    def __init__(self, config: AlphaZeroConfig, game: GameModel, net: PolicyValueNet):
-        self.worker = SelfPlayWorker(
-            config.game,
-            config.mcts(game),
-            config.temperature_moves,
-            config.num_parallel_games,
-            seed=config.seed + 1,
-            net=net,
-            device=config.device,
-        )
-
-    def play(self, num_moves: int, net: PolicyValueNet) -> FinishedGames:
-        return self.worker.play(num_moves)
-
-    def state_dict(self) -> dict:
-        return self.worker.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.worker.load_state_dict(state)
-
-    def close(self) -> None:
-        pass
-
-
-def _make_workers(config: AlphaZeroConfig, game: GameModel, net: PolicyValueNet):
-    if config.backend is Backend.RAY:
-        from mbrl.training.distributed import RayWorkers
-
-        return RayWorkers(config, game, _net_args(config, game))
-    return LocalWorkers(config, game, net)
-
-
 @agent_files
 class AlphaZero:
     """Expert iteration on one game (the surface of :class:`mbrl.Agent`);
@@ -244,7 +204,7 @@ class AlphaZero:
         self.replay = ReplayBuffer(
             config.replay_size, self.game.spec.obs_shape, self.game.spec.num_actions
         )
-        self._workers: LocalWorkers | Any = None  # made on first use (a loaded agent needs none)
+        self._workers: Any = None  # made on first use (a loaded agent needs none)
         self.counters = {
             "iteration": 0,
             "games": 0,
@@ -260,7 +220,8 @@ class AlphaZero:
     def workers(self):
         """The self-play workers (in this process, or Ray actors)."""
         if self._workers is None:
-            self._workers = _make_workers(self.config, self.game, self.net)
+            args = _net_args(self.config, self.game)
+            self._workers = make_workers(self.config, self.game, self.net, args)
         return self._workers
 
     # ------------------------------------------------------------ the surface
@@ -414,7 +375,7 @@ class AlphaZero:
         totals = {"losses/policy_loss": 0.0, "losses/value_loss": 0.0, "losses/loss": 0.0}
         for _ in range(num_steps):
             obs, policy, value = self.replay.sample(self.config.batch_size, self.rng)
-            obs, policy = _random_symmetry(
+            obs, policy = random_symmetry(
                 self.game, torch.from_numpy(obs), torch.from_numpy(policy), self.rng
             )
             logits, v = self.net(obs.to(device))
@@ -433,13 +394,7 @@ class AlphaZero:
     def evaluate(self) -> dict[str, float]:
         """Step 8: the agent (search, no noise) and its raw policy against reference players."""
         game, config = self.game, self.config
-        agent = MCTSAgentPlayer(
-            game,
-            self.net,
-            config.mcts(game, evaluation=True),
-            seed=config.seed + 1,
-            device=config.device,
-        )
+        agent = self.player(seed=config.seed + 1)
         opponents = config.eval_opponents or (
             "random",
             REFERENCE_OPPONENT.get(config.game, "mcts:200"),
@@ -460,35 +415,3 @@ class AlphaZero:
         )
         metrics["eval/policy_score_vs_random"] = policy.score
         return metrics
-
-
-def _random_symmetry(game, obs: Tensor, policy: Tensor, rng: np.random.Generator):
-    if not isinstance(game, SymmetricGame) or game.num_symmetries == 1:
-        return obs, policy
-    all_obs, all_policy = game.symmetries(obs, policy)
-    pick = torch.from_numpy(rng.integers(0, all_obs.shape[0], size=obs.shape[0]))
-    rows = torch.arange(obs.shape[0])
-    return all_obs[pick, rows], all_policy[pick, rows]
-
-
-SHIPPED_AGENTS = Path(__file__).parents[1] / "pretrained"
-
-
-def shipped_agents() -> list[str]:
-    """Names of the agents that come with the package (``agent:<name>``)."""
-    return sorted(p.stem for p in SHIPPED_AGENTS.glob("*.pt"))
-
-
-def resolve_agent_path(path: str | Path) -> Path:
-    """A checkpoint file from a run folder, a checkpoint path, or a shipped agent's name."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    if not path.exists() and (SHIPPED_AGENTS / f"{path}.pt").exists():
-        return SHIPPED_AGENTS / f"{path}.pt"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no agent at {path}: give a run folder, a checkpoint file, or one of the shipped "
-            f"agents: {', '.join(shipped_agents()) or 'none'}"
-        )
-    return path

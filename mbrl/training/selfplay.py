@@ -11,24 +11,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from mbrl import games
-from mbrl.model import Evaluation, GameModel
+from mbrl.model import Evaluation, GameModel, SymmetricGame
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
 from mbrl.training.nets import PolicyValueNet
 
 __all__ = [
+    "Backend",
     "FinishedGames",
+    "LocalWorkers",
     "MCTSAgentPlayer",
     "NetworkEvaluator",
     "PolicyPlayer",
     "ReplayBuffer",
     "SelfPlay",
     "SelfPlayWorker",
+    "make_workers",
+    "random_symmetry",
 ]
 
 
@@ -285,3 +291,58 @@ class SelfPlayWorker:
                     (p.cumsum(1) < u * p.sum(1, keepdims=True)).sum(1), p.shape[1] - 1
                 )
         return action
+
+
+def random_symmetry(game: GameModel, obs: Tensor, policy: Tensor, rng: np.random.Generator):
+    """Each training example ``obs [B, ...]``, ``policy [B, A]`` in a random symmetry."""
+    if not isinstance(game, SymmetricGame) or game.num_symmetries == 1:
+        return obs, policy
+    all_obs, all_policy = game.symmetries(obs, policy)
+    pick = torch.from_numpy(rng.integers(0, all_obs.shape[0], size=obs.shape[0]))
+    rows = torch.arange(obs.shape[0])
+    return all_obs[pick, rows], all_policy[pick, rows]
+
+
+# ------------------------------------------------------------------- backends
+class Backend(Enum):
+    LOCAL = "local"
+    """Self-play and training in this process."""
+    RAY = "ray"
+    """Self-play in Ray actors (``pip install 'mbrl[ray]'``), weights broadcast each iteration."""
+
+
+class LocalWorkers:
+    """The LOCAL backend: one in-process worker sharing the learner's network."""
+
+    def __init__(self, config: Any, game: GameModel, net: PolicyValueNet):
+        self.worker = SelfPlayWorker(
+            config.game,
+            config.mcts(game),
+            config.temperature_moves,
+            config.num_parallel_games,
+            seed=config.seed + 1,
+            net=net,
+            device=config.device,
+        )
+
+    def play(self, num_moves: int, net: PolicyValueNet) -> FinishedGames:
+        return self.worker.play(num_moves)
+
+    def state_dict(self) -> dict:
+        return self.worker.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.worker.load_state_dict(state)
+
+    def close(self) -> None:
+        pass
+
+
+def make_workers(config: Any, game: GameModel, net: PolicyValueNet, net_args: tuple):
+    """The self-play workers of ``config.backend``: in this process, or Ray actors
+    (which build their own network from ``net_args``)."""
+    if config.backend is Backend.RAY:
+        from mbrl.training.distributed import RayWorkers
+
+        return RayWorkers(config, game, net_args)
+    return LocalWorkers(config, game, net)
