@@ -69,7 +69,7 @@ class RngStates:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["numpy"]
-        if self.generator is not None:
+        if self.generator is not None and "generator" in state:  # files of old DQNs have none
             self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch"])
 

@@ -9,6 +9,7 @@ finished, labelled with their outcome.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -267,8 +268,9 @@ class SelfPlayWorker:
                 sp.state[finished] = game.initial_state(len(finished))
                 sp.length[finished] = 0
         spec = game.spec
-        if not parts:
-            return FinishedGames.concatenate([], spec.obs_shape, spec.num_actions)
+        if not parts:  # no game ended: the moves were made all the same
+            empty = FinishedGames.concatenate([], spec.obs_shape, spec.num_actions)
+            return dataclasses.replace(empty, num_moves=num_moves * len(rows))
         return FinishedGames(
             np.concatenate([p[0] for p in parts]),
             np.concatenate([p[1] for p in parts]),
