@@ -31,7 +31,7 @@ import tyro
 from rich.console import Console
 
 from mbrl import games
-from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, PolicyPlayer, load_agent
+from mbrl.algorithms.alphazero import AlphaZero, AlphaZeroConfig, PolicyPlayer
 from mbrl.evaluation.arena import play_match
 from mbrl.games.players import make_player
 
@@ -73,7 +73,7 @@ def main(config: Config, train_args: list[str]) -> None:
             max_minutes=config.minutes,
             num_iterations=max(train_config.num_iterations, 1_000_000),
         )
-        trainer = AlphaZero(train_config, console=console)
+        trainer = AlphaZero(train_config.game, train_config, console=console)
         started = time.perf_counter()
         trainer.learn()
         console.print(
@@ -83,7 +83,7 @@ def main(config: Config, train_args: list[str]) -> None:
         run = trainer.run_dir
     else:
         run = config.run
-    agent = load_agent(run, game, num_simulations=config.agent_simulations)
+    agent = AlphaZero.load(run).player(game, config.agent_simulations)
     console.print(f"agent: {agent.name}")
     rows = []
     for i, spec in enumerate(config.opponents):

@@ -55,7 +55,7 @@ def make_ours(args, run_dir: str) -> SAC:
     )
     agent = SAC(args.env, config)
     agent.evaluate = Timed(agent.evaluate)  # learn() evaluates and checkpoints when it returns
-    agent.save = Timed(agent.save)
+    agent.checkpoint = Timed(agent.checkpoint)
     return agent
 
 
@@ -96,7 +96,7 @@ def race(args, run_dir: str) -> dict[str, tuple[float, float]]:
         start = time.perf_counter()
         sb3.learn(done - sb3.num_timesteps, reset_num_timesteps=False)
         seconds["sb3"] += time.perf_counter() - start
-    seconds["mbrl"] -= ours.evaluate.seconds + ours.save.seconds
+    seconds["mbrl"] -= ours.evaluate.seconds + ours.checkpoint.seconds
 
     def act_sb3(obs: np.ndarray) -> np.ndarray:
         return sb3.predict(obs, deterministic=True)[0]

@@ -106,6 +106,8 @@ class Run:
         self.run_dir = Path(spec.run_dir)
         self.signum: int | None = None
         self.last_checkpoint: Path | None = None
+        # the first iteration writes one unless the run already has one (a resumed run)
+        self._has_checkpoint = (self.run_dir / "checkpoints" / "latest.pt").exists()
         self._last_checkpoint_time = time.monotonic()
         self._handlers: dict[int, Any] = {}
         self._window = (spec.step, time.perf_counter())
@@ -181,11 +183,13 @@ class Run:
         self.progress.update(self.task, completed=min(completed, self.spec.total), status=status)
 
     def checkpoint_if_due(self, due: bool = False) -> Path | None:
-        """Checkpoint when ``due`` (the algorithm's cadence), when none was written yet in
-        this run, or when ``checkpoint_minutes`` have passed since the last one."""
+        """Checkpoint when ``due`` (the algorithm's cadence), when the run has none yet
+        (after its first iteration), or when ``checkpoint_minutes`` have passed since the
+        last one (or since this ``learn`` call began)."""
         minutes = (time.monotonic() - self._last_checkpoint_time) / 60
-        if due or self.last_checkpoint is None or minutes >= self.checkpoint_minutes:
+        if due or not self._has_checkpoint or minutes >= self.checkpoint_minutes:
             self.last_checkpoint = self._checkpoint()
+            self._has_checkpoint = True
             self._last_checkpoint_time = time.monotonic()
             return self.last_checkpoint
         return None
