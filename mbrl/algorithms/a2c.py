@@ -16,16 +16,12 @@ loss weight 0.5, gradient norm clipped at 0.5, no advantage normalisation.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from mbrl.training.config import EnvFields, OnPolicyFields, RunFields
 from mbrl.training.rollout import (
-    OnPolicyLoop,
     RolloutBuffer,
     check_common_config,
     check_positive,
@@ -82,18 +78,9 @@ class A2C:
     algo = "a2c"
     Config = A2CConfig
 
-    def __init__(
-        self,
-        env: str,
-        config: A2CConfig | None = None,
-        *,
-        run_dir: str | Path | None = None,
-        console: Console | None = None,
-    ):
-        config = dataclasses.replace(config or A2CConfig(env=env), env=env)
-        self.config = config
-        self.loop = OnPolicyLoop(self.algo, config, run_dir=run_dir, console=console)
-        self.policy = self.loop.policy  # step 1
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Step 1's optimiser: RMSprop on both networks (as the paper and SB3)."""
+        config = self.config
         self.optimizer = torch.optim.RMSprop(
             self.policy.parameters(),
             lr=config.learning_rate,
@@ -101,7 +88,7 @@ class A2C:
             eps=config.rms_prop_eps,
             foreach=True,
         )
-        self.loop.optimizers["optimizer"] = self.optimizer
+        return {"optimizer": self.optimizer}
 
     def update(self, buffer: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         """Steps 5-6 on one rollout; returns the loss metrics."""

@@ -45,11 +45,9 @@ __all__ = ["DDPG", "DDPGConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class DDPGConfig(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFields):
+class DDPGConfig(RunFields, DeviceFields, ActorCriticFields, EnvFields, ReplayFields):
     """DDPG (defaults: Fujimoto et al.'s OurDDPG / CleanRL for MuJoCo)."""
 
-    env: str = "Pendulum-v1"
-    """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian exploration noise, in units of the action scale; 0.05-0.3."""
 

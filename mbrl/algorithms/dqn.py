@@ -45,7 +45,7 @@ import tyro
 from rich.console import Console
 from torch import Tensor, nn
 
-from mbrl.training.checkpoint import RngStates, agent_files
+from mbrl.training.checkpoint import RngStates
 from mbrl.training.config import (
     DeviceFields,
     EnvFields,
@@ -55,9 +55,10 @@ from mbrl.training.config import (
     fail,
     in_range,
 )
-from mbrl.training.envs import check_env_id, evaluate
+from mbrl.training.envs import check_env_id
 from mbrl.training.nets import mlp
 from mbrl.training.offpolicy import (
+    off_policy_agent,
     setup_off_policy,
     train_off_policy,
     training_parts,
@@ -178,16 +179,14 @@ def _check_spaces(env: gym.Env, env_id: str) -> None:
 # ------------------------------------------------------------------ agent
 
 
-@agent_files
+@off_policy_agent
 class DQN:
     """Double DQN on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "dqn"
     Config = DQNConfig
     FORMAT = "mbrl.dqn/2"
-    world_field = "env"
     action_spaces = frozenset({"discrete"})
-    budget_fields = ("total_steps",)
     step_cost = 3.5
 
     def __init__(
@@ -292,16 +291,6 @@ class DQN:
         with torch.no_grad():
             for target, online in zip(self.target_net.parameters(), self.q_net.parameters()):
                 target.lerp_(online, self.config.tau)
-
-    def evaluate(self, num_episodes: int | None = None) -> dict[str, float]:
-        """Greedy returns on seeded episodes (separate from the training episodes)."""
-        returns = evaluate(
-            self.config.env,
-            self.predict,
-            num_episodes or self.config.eval_episodes,
-            seed=10_000 + self.config.seed,
-        )
-        return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
 
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until the step counter reaches ``total_steps``; returns the last evaluation."""

@@ -19,16 +19,12 @@ value clipping, learning-rate annealing and KL early stopping.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from mbrl.training.config import EnvFields, OnPolicyFields, RunFields
 from mbrl.training.rollout import (
-    OnPolicyLoop,
     RolloutBuffer,
     adam,
     check_common_config,
@@ -92,21 +88,11 @@ class PPO:
     algo = "ppo"
     Config = PPOConfig
 
-    def __init__(
-        self,
-        env: str,
-        config: PPOConfig | None = None,
-        *,
-        run_dir: str | Path | None = None,
-        console: Console | None = None,
-    ):
-        config = dataclasses.replace(config or PPOConfig(env=env), env=env)
-        self.config = config
-        self.loop = OnPolicyLoop(self.algo, config, run_dir=run_dir, console=console)
-        self.policy = self.loop.policy  # step 1
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Step 1's optimiser: Adam on both networks (eps 1e-5 as SB3)."""
         self._params = list(self.policy.parameters())
-        self.optimizer = adam(self._params, config.learning_rate, eps=1e-5)  # eps as SB3
-        self.loop.optimizers["optimizer"] = self.optimizer
+        self.optimizer = adam(self._params, self.config.learning_rate, eps=1e-5)
+        return {"optimizer": self.optimizer}
 
     def update(self, buffer: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         """Steps 5-9 on one rollout; returns the loss metrics."""

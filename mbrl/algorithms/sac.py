@@ -31,7 +31,6 @@ Polyak averaging, entropy target -dim(A), alpha starting at 1.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,6 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.training.checkpoint import agent_files
 from mbrl.training.config import (
     ActorCriticFields,
     DeviceFields,
@@ -52,27 +50,22 @@ from mbrl.training.config import (
     at_least,
     positive,
 )
-from mbrl.training.envs import evaluate
 from mbrl.training.nets import EnsembleQ, SquashedGaussianActor, make_adam, soft_update
 from mbrl.training.offpolicy import (
-    check_continuous_env,
-    explore,
-    setup_off_policy,
-    train_off_policy,
+    off_policy_agent,
+    setup_continuous,
     training_parts,
     validate_offpolicy_config,
 )
-from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, TargetContext
+from mbrl.training.replay import Batch, ModelHook, TargetContext
 
 __all__ = ["SAC", "SACConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class SACConfig(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFields):
+class SACConfig(RunFields, DeviceFields, ActorCriticFields, EnvFields, ReplayFields):
     """Soft Actor-Critic (defaults: Stable-Baselines3 / CleanRL for MuJoCo)."""
 
-    env: str = "Pendulum-v1"
-    """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
     alpha_lr: float = 3e-4
     """Adam learning rate of log alpha; 1e-4-1e-3."""
     autotune: bool = True
@@ -90,16 +83,14 @@ class SACConfig(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFie
         positive(self, "initial_alpha")
 
 
-@agent_files
+@off_policy_agent
 class SAC:
     """Soft Actor-Critic on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "sac"
     Config = SACConfig
     FORMAT = "mbrl.sac/1"
-    world_field = "env"
     action_spaces = frozenset({"continuous"})
-    budget_fields = ("total_steps",)
     step_cost = 50.0
 
     def __init__(
@@ -111,19 +102,11 @@ class SAC:
         console: Console | None = None,
         model_hook: ModelHook | None = None,
     ):
-        obs_space, action_space = check_continuous_env(env, "SAC")
-        config = SACConfig(env=env) if config is None else dataclasses.replace(config, env=env)
-        self.obs_shape = tuple(obs_space.shape)
-        obs_dim, action_dim = int(np.prod(self.obs_shape)), action_space.shape[0]
-        low, high, hidden = action_space.low, action_space.high, config.hidden_sizes
-        device = torch.device(config.device)
-
         # 1. networks, targets, temperature, replay
-        torch.manual_seed(config.seed)
-        replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
-        setup_off_policy(
-            self, config, replay, run_dir=run_dir, console=console, model_hook=model_hook
+        obs_dim, action_dim, low, high = setup_continuous(
+            self, env, config, run_dir=run_dir, console=console, model_hook=model_hook
         )
+        config, device, hidden = self.config, self.device, self.config.hidden_sizes
         self.actor = SquashedGaussianActor(obs_dim, low, high, hidden).to(device)
         self.critic = EnsembleQ(obs_dim, action_dim, hidden, num_members=2).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -153,13 +136,6 @@ class SAC:
         if deterministic:
             return self.actor.deterministic(obs_t).cpu().numpy()
         return self.actor(obs_t, self.generator)[0].cpu().numpy()
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Step 3: uniformly random before learning_starts, then a ~ pi_phi(.|s)."""
-        return explore(self, obs)
-
-    def after_step(self, step: int) -> None:
-        pass
 
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
@@ -220,19 +196,6 @@ class SAC:
             }
         )
         return metrics
-
-    def evaluate(self) -> dict[str, float]:
-        """Step 13: returns of the deterministic policy on fresh, seeded episodes."""
-        returns = evaluate(
-            self.config.env, self.predict, self.config.eval_episodes, self.config.seed + 10_000
-        )
-        return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
-
-    # ---------------------------------------------------------------- the loop
-    def learn(self, total_steps: int | None = None) -> dict[str, float]:
-        """Train until ``total_steps`` environment steps (counting steps already done);
-        the loop (lines 3-13 above) is :func:`mbrl.training.offpolicy.train_off_policy`."""
-        return train_off_policy(self, total_steps)
 
     def parts(self, training: bool = False) -> dict[str, Any]:
         parts = {

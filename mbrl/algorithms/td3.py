@@ -31,7 +31,6 @@ three changes off: one critic, no target smoothing, no delay.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.training.checkpoint import agent_files
 from mbrl.training.config import (
     ActorCriticFields,
     DeviceFields,
@@ -50,27 +48,22 @@ from mbrl.training.config import (
     RunFields,
     at_least,
 )
-from mbrl.training.envs import evaluate
 from mbrl.training.nets import DeterministicActor, EnsembleQ, frozen, make_adam, soft_update
 from mbrl.training.offpolicy import (
-    check_continuous_env,
-    explore,
-    setup_off_policy,
-    train_off_policy,
+    off_policy_agent,
+    setup_continuous,
     training_parts,
     validate_offpolicy_config,
 )
-from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, TargetContext
+from mbrl.training.replay import Batch, ModelHook, TargetContext
 
 __all__ = ["TD3", "TD3Config"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TD3Config(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFields):
+class TD3Config(RunFields, DeviceFields, ActorCriticFields, EnvFields, ReplayFields):
     """Twin Delayed DDPG (defaults: the paper's code / CleanRL for MuJoCo)."""
 
-    env: str = "Pendulum-v1"
-    """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian exploration noise, in units of the action scale; 0.05-0.3."""
     policy_noise: float = 0.2
@@ -88,16 +81,14 @@ class TD3Config(RunFields, DeviceFields, EnvFields, ReplayFields, ActorCriticFie
         at_least(self, 0, "exploration_noise", "policy_noise", "noise_clip")
 
 
-@agent_files
+@off_policy_agent
 class TD3:
     """TD3 on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "td3"
     Config = TD3Config
     FORMAT = "mbrl.td3/1"
-    world_field = "env"
     action_spaces = frozenset({"continuous"})
-    budget_fields = ("total_steps",)
     step_cost = 26.0
 
     def __init__(
@@ -109,19 +100,11 @@ class TD3:
         console: Console | None = None,
         model_hook: ModelHook | None = None,
     ):
-        obs_space, action_space = check_continuous_env(env, self.algo.upper())
-        config = self.Config(env=env) if config is None else dataclasses.replace(config, env=env)
-        self.obs_shape = tuple(obs_space.shape)
-        obs_dim, action_dim = int(np.prod(self.obs_shape)), action_space.shape[0]
-        low, high, hidden = action_space.low, action_space.high, config.hidden_sizes
-        device = torch.device(config.device)
-
         # 1. networks, targets, replay
-        torch.manual_seed(config.seed)
-        replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
-        setup_off_policy(
-            self, config, replay, run_dir=run_dir, console=console, model_hook=model_hook
+        obs_dim, action_dim, low, high = setup_continuous(
+            self, env, config, run_dir=run_dir, console=console, model_hook=model_hook
         )
+        config, device, hidden = self.config, self.device, self.config.hidden_sizes
         self.actor = DeterministicActor(obs_dim, low, high, hidden).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = EnsembleQ(obs_dim, action_dim, hidden, config.num_critics).to(device)
@@ -152,13 +135,6 @@ class TD3:
             noise = self._noise(action.shape, self.config.exploration_noise)
             action = (action + noise).clamp(self.low, self.high)
         return action.cpu().numpy()
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Step 3: uniformly random before learning_starts, then mu_phi(s) + noise."""
-        return explore(self, obs)
-
-    def after_step(self, step: int) -> None:
-        pass
 
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
@@ -204,19 +180,6 @@ class TD3:
         if self.last_actor_loss is not None:
             metrics["losses/actor_loss"] = self.last_actor_loss
         return metrics
-
-    def evaluate(self) -> dict[str, float]:
-        """Step 13: returns of the deterministic policy on fresh, seeded episodes."""
-        returns = evaluate(
-            self.config.env, self.predict, self.config.eval_episodes, self.config.seed + 10_000
-        )
-        return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
-
-    # ---------------------------------------------------------------- the loop
-    def learn(self, total_steps: int | None = None) -> dict[str, float]:
-        """Train until ``total_steps`` environment steps (counting steps already done);
-        the loop (lines 3-13 above) is :func:`mbrl.training.offpolicy.train_off_policy`."""
-        return train_off_policy(self, total_steps)
 
     def parts(self, training: bool = False) -> dict[str, Any]:
         parts = {

@@ -24,19 +24,15 @@ minibatch epochs.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from rich.console import Console
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from mbrl.training.config import EnvFields, OnPolicyFields, RunFields
 from mbrl.training.rollout import (
-    OnPolicyLoop,
     RolloutBuffer,
     adam,
     check_common_config,
@@ -114,20 +110,10 @@ class TRPO:
     algo = "trpo"
     Config = TRPOConfig
 
-    def __init__(
-        self,
-        env: str,
-        config: TRPOConfig | None = None,
-        *,
-        run_dir: str | Path | None = None,
-        console: Console | None = None,
-    ):
-        config = dataclasses.replace(config or TRPOConfig(env=env), env=env)
-        self.config = config
-        self.loop = OnPolicyLoop(self.algo, config, run_dir=run_dir, console=console)
-        self.policy = self.loop.policy  # step 1
-        self.value_optimizer = adam(self.policy.critic.parameters(), config.value_lr)
-        self.loop.optimizers["value"] = self.value_optimizer
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Step 1's optimiser: Adam on the value function (the policy steps by CG)."""
+        self.value_optimizer = adam(self.policy.critic.parameters(), self.config.value_lr)
+        return {"value": self.value_optimizer}
 
     def update(self, buffer: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         """Steps 5-9 on one rollout; returns the loss metrics."""

@@ -17,16 +17,13 @@ separate value function regressed onto rewards-to-go with several steps.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
-from rich.console import Console
+import torch
 
 from mbrl.training.config import EnvFields, OnPolicyFields, RunFields
 from mbrl.training.returns import discounted_returns
 from mbrl.training.rollout import (
-    OnPolicyLoop,
     RolloutBuffer,
     adam,
     check_common_config,
@@ -65,21 +62,11 @@ class VPG:
     algo = "vpg"
     Config = VPGConfig
 
-    def __init__(
-        self,
-        env: str,
-        config: VPGConfig | None = None,
-        *,
-        run_dir: str | Path | None = None,
-        console: Console | None = None,
-    ):
-        config = dataclasses.replace(config or VPGConfig(env=env), env=env)
-        self.config = config
-        self.loop = OnPolicyLoop(self.algo, config, run_dir=run_dir, console=console)
-        self.policy = self.loop.policy  # step 1
-        self.policy_optimizer = adam(self.policy.actor_parameters(), config.policy_lr)
-        self.value_optimizer = adam(self.policy.critic.parameters(), config.value_lr)
-        self.loop.optimizers.update(policy=self.policy_optimizer, value=self.value_optimizer)
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Step 1's optimisers: Adam on the policy, Adam on the value function."""
+        self.policy_optimizer = adam(self.policy.actor_parameters(), self.config.policy_lr)
+        self.value_optimizer = adam(self.policy.critic.parameters(), self.config.value_lr)
+        return {"policy": self.policy_optimizer, "value": self.value_optimizer}
 
     def update(self, buffer: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         """Steps 4 and 6-8 on one epoch of experience; returns the loss metrics."""

@@ -161,8 +161,11 @@ class ReplayFields:
 
 @dataclass(frozen=True, kw_only=True)
 class ActorCriticFields:
-    """Off-policy actor-critics (DDPG, TD3, SAC): network sizes and learning rates."""
+    """Off-policy actor-critics (DDPG, TD3, SAC): a continuous default environment,
+    network sizes and learning rates (list it before EnvFields: its ``env`` wins)."""
 
+    env: str = "Pendulum-v1"
+    """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and of each critic."""
     policy_lr: float = 3e-4

@@ -8,6 +8,7 @@ and fills the replay ring.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -18,10 +19,10 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from mbrl.training.checkpoint import RngStates
+from mbrl.training.checkpoint import RngStates, agent_files
 from mbrl.training.config import at_least, check_run_fields, fail, in_range, positive
-from mbrl.training.envs import check_env_id, make_env
-from mbrl.training.replay import Batch, ModelHook, ReplayOnly, Ring
+from mbrl.training.envs import check_env_id, evaluate, make_env
+from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, ReplayOnly, Ring
 from mbrl.training.run import Run, RunSpec, crossed, status_line
 from mbrl.training.runs import new_run_dir
 
@@ -30,6 +31,8 @@ __all__ = [
     "OffPolicyLearner",
     "check_continuous_env",
     "explore",
+    "off_policy_agent",
+    "setup_continuous",
     "setup_off_policy",
     "train_off_policy",
     "training_parts",
@@ -261,3 +264,62 @@ def training_parts(agent: Any) -> dict[str, Any]:
         "rng": RngStates(agent.rng, agent.generator),
         "collector": agent.collector,
     }
+
+
+def setup_continuous(
+    agent: Any,
+    env: str,
+    config: Any,
+    *,
+    run_dir: str | Path | None,
+    console: Console | None,
+    model_hook: ModelHook | None,
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """:func:`setup_off_policy` for a continuous-action agent (DDPG, TD3, SAC): checks the
+    spaces, seeds torch, makes the replay; returns (obs_dim, action_dim, low, high)."""
+    obs_space, action_space = check_continuous_env(env, agent.algo.upper())
+    config = agent.Config(env=env) if config is None else dataclasses.replace(config, env=env)
+    agent.obs_shape = tuple(obs_space.shape)
+    obs_dim, action_dim = int(np.prod(agent.obs_shape)), action_space.shape[0]
+    torch.manual_seed(config.seed)
+    replay = ReplayBuffer(config.buffer_size, agent.obs_shape, action_dim)
+    setup_off_policy(agent, config, replay, run_dir=run_dir, console=console, model_hook=model_hook)
+    return obs_dim, action_dim, action_space.low, action_space.high
+
+
+def off_policy_agent(cls: type) -> type:
+    """Class decorator: the members the off-policy agents share, where the class does not
+    define them itself: ``learn`` (:func:`train_off_policy`), ``evaluate``, ``act``
+    (:func:`explore`), ``after_step`` (nothing), the class facts of a gymnasium agent,
+    and the file verbs (:func:`mbrl.training.checkpoint.agent_files`)."""
+
+    def learn(self, total_steps: int | None = None) -> dict[str, float]:
+        """Train until ``total_steps`` environment steps (counting steps already done);
+        the acting and learning lines are :func:`mbrl.training.offpolicy.train_off_policy`."""
+        return train_off_policy(self, total_steps)
+
+    def evaluate_agent(self) -> dict[str, float]:
+        """Returns of the deterministic policy on fresh, seeded episodes."""
+        config = self.config
+        returns = evaluate(config.env, self.predict, config.eval_episodes, config.seed + 10_000)
+        return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Uniformly random before learning_starts, then the exploring policy."""
+        return explore(self, obs)
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    members = {
+        "learn": learn,
+        "evaluate": evaluate_agent,
+        "act": act,
+        "after_step": after_step,
+        "world_field": "env",
+        "budget_fields": ("total_steps",),
+    }
+    for name, member in members.items():
+        if name not in cls.__dict__:
+            setattr(cls, name, member)
+    return agent_files(cls)

@@ -15,6 +15,7 @@ Shapes: T steps per rollout, N environments, B batch, A actions (or action dims)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import time
@@ -458,12 +459,28 @@ def _upgrade(payload: dict) -> dict:
 def on_policy_agent(cls: type) -> type:
     """Class decorator: the surface of :class:`mbrl.Agent` for an on-policy agent.
 
-    The class sets ``algo``, ``Config``, ``self.config`` and ``self.loop`` (an
-    :class:`OnPolicyLoop`, its optimisers registered in ``loop.optimizers``) and
-    defines ``update(buffer, progress_remaining)``; this adds ``learn``,
-    ``predict``, ``evaluate``, ``parts``, ``run_dir``, ``counters``, the class facts
-    and the file verbs (:func:`mbrl.training.checkpoint.agent_files`).
+    The class sets ``algo`` and ``Config`` and defines ``make_optimizers()`` (its
+    optimisers by name, over ``self.policy``) and ``update(buffer,
+    progress_remaining)``; this adds the constructor ``Agent(env, config, *,
+    run_dir, console)`` (the :class:`OnPolicyLoop` as ``self.loop``, its network as
+    ``self.policy``), ``learn``, ``predict``, ``evaluate``, ``parts``, ``run_dir``,
+    ``counters``, the class facts and the file verbs
+    (:func:`mbrl.training.checkpoint.agent_files`).
     """
+
+    def __init__(
+        self,
+        env: str,
+        config: Any = None,
+        *,
+        run_dir: str | Path | None = None,
+        console: Console | None = None,
+    ):
+        config = dataclasses.replace(config or cls.Config(env=env), env=env)
+        self.config = config
+        self.loop = OnPolicyLoop(cls.algo, config, run_dir=run_dir, console=console)
+        self.policy = self.loop.policy  # step 1
+        self.loop.optimizers.update(self.make_optimizers())
 
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (default: the config's),
@@ -489,6 +506,7 @@ def on_policy_agent(cls: type) -> type:
         self.loop.counters = value
 
     members = {
+        "__init__": __init__,
         "learn": learn,
         "predict": predict,
         "evaluate": evaluate,
