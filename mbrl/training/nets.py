@@ -4,6 +4,9 @@
 - :class:`EnsembleQ` is E critics in one module: every layer is one batched
   matmul ``[E, B, in] x [E, in, out]`` (``torch.baddbmm``), not E separate MLPs.
 - :class:`DeterministicActor` (DDPG, TD3) and :class:`SquashedGaussianActor` (SAC).
+- :class:`ActorCritic` (VPG, A2C, PPO, TRPO): separate policy and value MLPs for a
+  Discrete or Box action space, the distribution maths written out (log-prob,
+  entropy, KL) so TRPO can take second derivatives through it.
 - :func:`soft_update` is Polyak averaging of target networks; :func:`frozen`
   switches a module's parameter gradients off for a block.
 """
@@ -15,11 +18,13 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "ActorCritic",
     "DeterministicActor",
     "EnsembleQ",
     "PolicyValueNet",
@@ -309,3 +314,84 @@ def make_adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class ActorCritic(nn.Module):
+    """Policy and value MLPs (not shared, as SB3's MlpPolicy), tanh, orthogonal init.
+
+    The policy's output ``params [B, P]`` describes the action distribution:
+    normalised log-probabilities ``[B, A]`` for a Discrete space, and
+    ``cat(mean, log_std) [B, 2D]`` for a Box space (a state-independent
+    ``log_std`` parameter, initialised to 0).
+    """
+
+    def __init__(
+        self, obs_dim: int, action_space: gym.Space, hidden_sizes: tuple[int, ...] = (64, 64)
+    ):
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(
+                f"on-policy agents need a Discrete or Box action space, not {action_space}"
+            )
+        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        sizes = [obs_dim, *hidden_sizes]
+        self.actor = mlp([*sizes, self.action_dim], nn.Tanh, output_gain=0.01)
+        self.critic = mlp([*sizes, 1], nn.Tanh, output_gain=1.0)
+        self.log_std = None if self.discrete else nn.Parameter(torch.zeros(self.action_dim))
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        extra = [] if self.log_std is None else [self.log_std]
+        return [*self.actor.parameters(), *extra]
+
+    def value(self, obs: Tensor) -> Tensor:
+        """``[B, obs_dim] -> [B]``."""
+        return self.critic(obs).squeeze(-1)
+
+    def dist_params(self, obs: Tensor) -> Tensor:
+        """``[B, obs_dim] -> [B, P]`` (log-probs, or mean and log-std)."""
+        out = self.actor(obs)
+        if self.discrete:
+            return torch.log_softmax(out, dim=-1)
+        return torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+
+    def sample(
+        self, params: Tensor, generator: torch.Generator | None, deterministic: bool = False
+    ) -> Tensor:
+        """Actions ``[B]`` (int64) or ``[B, D]`` (float32) from ``params [B, P]``."""
+        if self.discrete:
+            if deterministic:
+                return params.argmax(-1)
+            return torch.multinomial(params.exp(), 1, generator=generator).squeeze(-1)
+        mean, log_std = params.chunk(2, dim=-1)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+    def log_prob(self, params: Tensor, action: Tensor) -> Tensor:
+        """``log pi(action) [B]``."""
+        if self.discrete:
+            return params.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        mean, log_std = params.chunk(2, dim=-1)
+        z = (action - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+    def entropy(self, params: Tensor) -> Tensor:
+        """``H(pi) [B]``."""
+        if self.discrete:
+            return -(params.exp() * params).sum(-1)
+        _, log_std = params.chunk(2, dim=-1)
+        return (log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
+
+    def kl(self, old: Tensor, new: Tensor) -> Tensor:
+        """``KL(pi_old || pi_new) [B]``."""
+        if self.discrete:
+            return (old.exp() * (old - new)).sum(-1)
+        mean0, log_std0 = old.chunk(2, dim=-1)
+        mean1, log_std1 = new.chunk(2, dim=-1)
+        var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
+        return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
