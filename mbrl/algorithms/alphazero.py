@@ -374,7 +374,8 @@ class AlphaZero:
         device = self.config.device
         totals = {"losses/policy_loss": 0.0, "losses/value_loss": 0.0, "losses/loss": 0.0}
         for _ in range(num_steps):
-            obs, policy, value = self.replay.sample(self.config.batch_size, self.rng)
+            batch = self.replay.sample(self.config.batch_size, self.rng)
+            obs, policy, value = batch["obs"], batch["policy"], batch["value"]
             obs, policy = random_symmetry(
                 self.game, torch.from_numpy(obs), torch.from_numpy(policy), self.rng
             )

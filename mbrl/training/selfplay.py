@@ -23,6 +23,7 @@ from mbrl import games
 from mbrl.model import Evaluation, GameModel, SymmetricGame
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
 from mbrl.training.nets import PolicyValueNet
+from mbrl.training.replay import Ring
 
 __all__ = [
     "Backend",
@@ -86,52 +87,15 @@ class PolicyPlayer:
         return logits.masked_fill(~self.game.legal_actions(state), -torch.inf).argmax(dim=1)
 
 
-class ReplayBuffer:
-    """A ring buffer of (observation, policy target, value target)."""
-
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_actions: int):
-        self.obs = np.zeros((capacity, *obs_shape), np.float32)
-        self.policy = np.zeros((capacity, num_actions), np.float32)
-        self.value = np.zeros(capacity, np.float32)
-        self.capacity, self.size, self.cursor = capacity, 0, 0
-
-    def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
-        """Append n positions, overwriting the oldest once full."""
-        n = len(value)
-        if n > self.capacity:
-            obs, policy, value, n = (
-                obs[-self.capacity :],
-                policy[-self.capacity :],
-                value[-self.capacity :],
-                self.capacity,
-            )
-        idx = (self.cursor + np.arange(n)) % self.capacity
-        self.obs[idx], self.policy[idx], self.value[idx] = obs, policy, value
-        self.cursor = int((self.cursor + n) % self.capacity)
-        self.size = min(self.capacity, self.size + n)
-
-    def sample(self, batch_size: int, rng: np.random.Generator):
-        idx = rng.integers(0, self.size, size=batch_size)
-        return self.obs[idx], self.policy[idx], self.value[idx]
-
-    def state_dict(self) -> dict:
-        n = self.size
-        return {
-            "obs": self.obs[:n].copy() if n < self.capacity else self.obs,
-            "policy": self.policy[:n],
-            "value": self.value[:n],
-            "cursor": self.cursor,
-            "size": n,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        n = state["size"]
-        self.obs[:n], self.policy[:n], self.value[:n] = (
-            state["obs"],
-            state["policy"],
-            state["value"],
-        )
-        self.size, self.cursor = n, state["cursor"]
+def ReplayBuffer(capacity: int, obs_shape: tuple[int, ...], num_actions: int) -> Ring:
+    """Self-play positions in the library's one replay ring: ``obs [n, *obs]``, the
+    search's policy target ``policy [n, A]`` and the outcome ``value [n]``."""
+    fields = {
+        "obs": (tuple(obs_shape), np.float32),
+        "policy": ((num_actions,), np.float32),
+        "value": ((), np.float32),
+    }
+    return Ring(capacity, fields)
 
 
 class SelfPlay:
