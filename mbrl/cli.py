@@ -23,6 +23,7 @@ from mbrl.evaluation.bench import BenchConfig
 from mbrl.evaluation.report import ReportConfig
 from mbrl.games.players import QuitGame, make_player, player_specs
 from mbrl.model import SymmetricGame, UnknownNameError
+from mbrl.training.config import at_least
 from mbrl.training.run import RunInterrupted
 
 console = Console(highlight=False, soft_wrap=True)  # paths in messages stay whole
@@ -48,9 +49,10 @@ class PlayCommand:
     seed: int = 0
     """Seed of the computer players."""
 
+    flag_names = True  # errors name the flags (--num-games)
+
     def __post_init__(self):
-        if self.num_games < 1:
-            raise ValueError(f"--num-games must be >= 1, got {self.num_games}")
+        at_least(self, 1, "num_games")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,13 +71,13 @@ class EvalCommand:
     """Connect four only: also measure each player's mistake rate against the solver
     (bitbully) on this many seeded positions; with one player, only this is done."""
 
+    flag_names = True
+
     def __post_init__(self):
         if len(self.players) < (1 if self.mistakes else 2):
             raise ValueError("--players needs at least two players (one with --mistakes)")
-        if self.num_games < 1:
-            raise ValueError(f"--num-games must be >= 1, got {self.num_games}")
-        if self.mistakes < 0:
-            raise ValueError(f"--mistakes must be >= 0, got {self.mistakes}")
+        at_least(self, 1, "num_games")
+        at_least(self, 0, "mistakes")
         if self.mistakes and self.game.removeprefix("openspiel:") != "connect_four":
             raise ValueError(f"--mistakes is for connect_four, not {self.game}")
 

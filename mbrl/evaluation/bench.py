@@ -41,6 +41,8 @@ from typing import Annotated, Any
 import tyro
 from rich.console import Console
 
+from mbrl.training.config import at_least
+
 __all__ = [
     "ENV_DEFAULTS",
     "SUITES",
@@ -114,19 +116,15 @@ class BenchConfig:
     dry_run: bool = False
     """Only list the cells (and the skipped pairs); run nothing, write nothing."""
 
+    flag_names = True  # errors name the flags (--num-evals)
+
     def __post_init__(self):
         if self.suite is not None and self.suite not in SUITES:
             raise ValueError(f"--suite must be one of {', '.join(SUITES)}, got {self.suite!r}")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed")
-        if self.total_steps is not None and self.total_steps < 1:
-            raise ValueError(f"--total-steps must be >= 1, got {self.total_steps}")
-        if self.num_evals < 1:
-            raise ValueError(f"--num-evals must be >= 1, got {self.num_evals}")
-        if self.num_workers < 0:
-            raise ValueError(f"--num-workers must be >= 0, got {self.num_workers}")
-        if self.threads_per_cell < 1:
-            raise ValueError(f"--threads-per-cell must be >= 1, got {self.threads_per_cell}")
+        at_least(self, 1, "total_steps", "num_evals", "threads_per_cell")
+        at_least(self, 0, "num_workers")
         for item in self.overrides:
             _, dot, rest = item.partition(".")
             if not dot or "=" not in rest:

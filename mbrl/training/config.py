@@ -29,8 +29,14 @@ __all__ = [
 
 
 def fail(config: Any, field: str, requirement: str) -> None:
+    """Raise the ValueError of a bad field: ``<Config>.<field> must ...`` (a command's
+    config, one that sets ``flag_names = True``, names the flag: ``--<field> must ...``)."""
     value = getattr(config, field)
-    raise ValueError(f"{type(config).__qualname__}.{field} must {requirement}, got {value!r}")
+    if getattr(type(config), "flag_names", False):
+        name = "--" + field.replace("_", "-")
+    else:
+        name = f"{type(config).__qualname__}.{field}"
+    raise ValueError(f"{name} must {requirement}, got {value!r}")
 
 
 def at_least(config: Any, minimum: float, *fields: str) -> None:
