@@ -9,7 +9,14 @@ Three ways of playing uniformly random games to the end, same game:
 - ``openspiel``: a plain Python loop over OpenSpiel (``legal_actions`` /
   ``apply_action`` per ply, one game at a time), the peer.
 
+With ``--busy`` each figure is also measured while a busy-loop process holds
+one core (pinned there; the benchmark is not pinned), idle and busy windows
+alternating, and the slowdown busy / idle is printed per measurement; then
+each native kernel (``step``, ``legal``, ``observe``, ``board``, ``playout``)
+is timed alone at a small and a large batch, idle and busy.
+
     python benchmarks/games.py                      # all native games
+    python benchmarks/games.py --busy               # and beside a busy core
     python benchmarks/games.py --games connect_four --seconds 5
 """
 
@@ -25,6 +32,7 @@ import numpy as np
 import pyspiel
 import torch
 import tyro
+from _busy import BusyCore, seconds_per_call
 
 from mbrl import games
 
@@ -39,6 +47,10 @@ class Config:
     """Time spent on each measurement (after warm-up)."""
     seed: int = 0
     """Seed of the random moves."""
+    busy: bool = False
+    """Also measure beside a busy-loop process on one core and print busy / idle."""
+    kernel_batches: tuple[int, ...] = (64, 16384)
+    """Batch sizes of the per-kernel timing under ``--busy``."""
 
 
 def timed(fn, seconds: float) -> float:
@@ -48,6 +60,68 @@ def timed(fn, seconds: float) -> float:
     while (elapsed := time.perf_counter() - start) < seconds:
         done += fn()
     return done / elapsed
+
+
+def timed_idle_busy(fn, seconds: float, windows: int = 3) -> tuple[float, float]:
+    """``(idle, busy)`` units per second, best of ``windows`` alternating windows each."""
+    fn()
+    best = [0.0, 0.0]
+    for _ in range(windows):
+        for busy in (0, 1):
+            with BusyCore() if busy else _Idle():
+                done, start = 0, time.perf_counter()
+                while (elapsed := time.perf_counter() - start) < seconds / windows:
+                    done += fn()
+            best[busy] = max(best[busy], done / elapsed)
+    return best[0], best[1]
+
+
+class _Idle:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def kernel_cases(game, batch: int, rng: np.random.Generator):
+    """``(kernel name, BatchKernel, args)`` for each native kernel on mid-game rows."""
+    state = game.initial_state(batch)
+    for _ in range(4):  # a few random plies, so the rows are not all the start position
+        legal = game.legal_actions(state).numpy()
+        actions = (rng.random(legal.shape) * legal).argmax(1)
+        state = game.step(state, torch.from_numpy(actions)).state
+    states = state.numpy()
+    mask = np.empty((batch, game.spec.num_actions), np.bool_)
+    game.kernels.legal(states, mask)
+    actions = (rng.random(mask.shape) * mask).argmax(1).astype(np.int64)
+    seeds = rng.integers(0, 2**63, size=batch, dtype=np.int64).view(np.uint64)
+    out = (np.empty_like(states), np.empty(batch, np.float32), np.zeros(batch, np.int8))
+    kernels = game.kernels
+    yield "step", kernels.step, (states, actions, *out)
+    yield "legal", kernels.legal, (states, mask)
+    yield "observe", kernels.observe, (states, np.empty((batch, *game.spec.obs_shape), np.float32))
+    yield "board", kernels.board, (states, np.empty((batch, *game.spec.board_shape), np.int8))
+    yield "playout", kernels.playout, (states, seeds, np.empty(batch, np.float32))
+
+
+def kernel_slowdowns(name: str, config: Config, rng):
+    """Rows ``(game, kernel, B, idle us, busy us)``: each kernel as the game calls it."""
+    game = games.make(name)
+    rows = []
+    for batch in config.kernel_batches:
+        cases = list(kernel_cases(game, batch, rng))
+        best = {}
+        for _ in range(2):
+            for busy in (False, True):
+                with BusyCore() if busy else _Idle():
+                    for kernel, fn, args in cases:
+                        us = seconds_per_call(lambda fn=fn, args=args: fn(*args), 0.05) * 1e6
+                        key = (kernel, busy)
+                        best[key] = min(best.get(key, np.inf), us)
+        for kernel, _, _ in cases:
+            rows.append((name, kernel, batch, best[(kernel, False)], best[(kernel, True)]))
+    return rows
 
 
 def native_kernel(game, batch: int, rng: np.random.Generator):
@@ -92,16 +166,21 @@ def main(config: Config) -> None:
         f"python {platform.python_version()}, "
         f"numba threads {__import__('numba').get_num_threads()}"
     )
+    measure = (
+        (lambda fn: timed_idle_busy(fn, 2 * config.seconds))
+        if config.busy
+        else (lambda fn: (timed(fn, config.seconds), None))
+    )
     rows = []
     for name in config.games:
         game = games.make(name)
         batch = BATCH.get(name, 4096)
-        peer = timed(openspiel_loop(name, config.seed), config.seconds)
-        kernel = timed(native_kernel(game, batch, rng), config.seconds)
-        step = timed(native_step(game, batch // 4, rng), config.seconds)
+        peer = measure(openspiel_loop(name, config.seed))
+        kernel = measure(native_kernel(game, batch, rng))
+        step = measure(native_step(game, batch // 4, rng))
         rows.append((name, batch, kernel, step, peer))
         print(
-            f"{name}: kernel {kernel:,.0f}/s, step {step:,.0f}/s, openspiel {peer:,.0f}/s",
+            f"{name}: kernel {kernel[0]:,.0f}/s, step {step[0]:,.0f}/s, openspiel {peer[0]:,.0f}/s",
             flush=True,
         )
     print()
@@ -112,9 +191,27 @@ def main(config: Config) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, batch, kernel, step, peer in rows:
         print(
-            f"| {name} | {batch} | {kernel:,.0f} | {step:,.0f} | {peer:,.0f} | "
-            f"{kernel / peer:.0f}x | {step / peer:.1f}x |"
+            f"| {name} | {batch} | {kernel[0]:,.0f} | {step[0]:,.0f} | {peer[0]:,.0f} | "
+            f"{kernel[0] / peer[0]:.0f}x | {step[0] / peer[0]:.1f}x |"
         )
+    if not config.busy:
+        return
+    print()
+    print("Beside a busy core: slowdown = idle rate / busy rate (above 1 is slower).")
+    print()
+    print("| game | native kernel | native step | OpenSpiel |")
+    print("|---|---|---|---|")
+    for name, _, kernel, step, peer in rows:
+        cells = " | ".join(f"{idle / busy:.2f}x" for idle, busy in (kernel, step, peer))
+        print(f"| {name} | {cells} |")
+    print()
+    print("| game | kernel | B | idle us/call | busy us/call | busy / idle |")
+    print("|---|---|---|---|---|---|")
+    for name in config.games:
+        for game, kernel, batch, idle, busy in kernel_slowdowns(name, config, rng):
+            print(
+                f"| {game} | {kernel} | {batch} | {idle:,.1f} | {busy:,.1f} | {busy / idle:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -39,14 +39,22 @@ Four measurements, same process, same start position (the empty board):
    share outside the network forward, (total - forward) / total, is printed
    with the breakdown. The wrappers cost about a microsecond per call against
    milliseconds per batched call; no library code is changed.
+5. **Beside a busy core** (``--busy``). Every sims/s figure of parts 1-2 is
+   also measured while a busy-loop process holds one core (pinned there; the
+   benchmark is not pinned), idle and busy windows alternating, and the ratio
+   busy / idle is printed per row. Then one random-rollout search per game
+   and batch size is profiled idle and busy, and the microseconds per call of
+   each numba kernel (the tree kernels and the game's) are compared.
 
     python benchmarks/mcts.py                                   # about a minute
+    python benchmarks/mcts.py --busy                            # about two minutes
     python benchmarks/mcts.py --seconds 10 --selfplay-moves 8  # longer, steadier
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import platform
 import sys
@@ -58,14 +66,17 @@ import numpy as np
 import pyspiel
 import torch
 import tyro
+from _busy import BusyCore
 from open_spiel.python.algorithms import mcts as spiel_mcts
 from open_spiel.python.utils import lru_cache
 
+import mbrl.planners._kernels as tree_kernels
 import mbrl.planners.mcts as our_mcts
 from mbrl import games
 from mbrl.algorithms.alphazero import NET_SIZES, AlphaZero, AlphaZeroConfig, NetworkEvaluator
 from mbrl.planners.evaluators import RandomRolloutEvaluator
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.planners.threads import BatchKernel
 from mbrl.training.nets import PolicyValueNet
 
 
@@ -95,6 +106,10 @@ class Config:
     """LRU cache of the OpenSpiel-style evaluator (OpenSpiel's default; 0: none)."""
     threads: int = 2
     """torch intra-op threads."""
+    busy: bool = False
+    """Also measure parts 1-2 and each numba kernel beside a busy-loop process on one core."""
+    skip_selfplay: bool = False
+    """Leave out parts 3-4 (self-play and its time breakdown)."""
     seed: int = 0
 
 
@@ -116,6 +131,38 @@ def timed(fn, seconds: float, windows: int = 3) -> float:
                 break
         best = max(best, done / elapsed)
     return best
+
+
+def timed_idle_busy(fn, seconds: float, windows: int = 3) -> tuple[float, float]:
+    """``(idle, busy)`` units per second: as :func:`timed`, idle and busy windows alternating
+    (busy: a busy-loop process holds one core, see ``_busy.BusyCore``)."""
+    fn()
+    best = {False: 0.0, True: 0.0}
+    for _ in range(windows):
+        for busy in (False, True):
+            with BusyCore() if busy else _Idle():
+                done, start = 0, time.perf_counter()
+                while True:
+                    done += fn()
+                    if (elapsed := time.perf_counter() - start) >= seconds / windows:
+                        break
+            best[busy] = max(best[busy], done / elapsed)
+    return best[False], best[True]
+
+
+class _Idle:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def rate(fn, config: Config) -> tuple[float, float | None]:
+    """``(idle, busy or None)`` units per second of ``fn`` (busy only with ``--busy``)."""
+    if config.busy:
+        return timed_idle_busy(fn, 2 * config.seconds)
+    return timed(fn, config.seconds), None
 
 
 def make_net(game) -> PolicyValueNet:
@@ -248,6 +295,33 @@ class Profile:
         self._undo.append((owner, name, vars(owner).get(name), had))
         setattr(owner, name, self.wrap(label, getattr(owner, name)))
 
+    def patch_kernel(self, owner, name: str, label: str) -> None:
+        """Time a :class:`BatchKernel` attribute: both builds wrapped, its choice kept."""
+        kernel = getattr(owner, name)
+        self._undo.append((owner, name, kernel, name in vars(owner)))
+        wrapped = BatchKernel(
+            self.wrap(label, kernel.serial),
+            self.wrap(label, kernel.parallel),
+            kernel.min_parallel_batch,
+            kernel.batch_arg,
+        )
+        setattr(owner, name, wrapped)
+
+    def patch_game_kernels(self, game) -> None:
+        """Time each numba kernel of a native game (its ``kernels`` record replaced)."""
+        kernels = game.kernels
+        self._undo.append((game, "kernels", kernels, True))
+        fields = {f.name: getattr(kernels, f.name) for f in dataclasses.fields(kernels)}
+        timed_kernels = {}
+        for name, kernel in fields.items():
+            timed_kernels[name] = BatchKernel(
+                self.wrap(f"game {name}", kernel.serial),
+                self.wrap(f"game {name}", kernel.parallel),
+                kernel.min_parallel_batch,
+                kernel.batch_arg,
+            )
+        game.kernels = dataclasses.replace(kernels, **timed_kernels)
+
     def restore(self) -> None:
         for owner, name, old, had in reversed(self._undo):
             if had:
@@ -257,9 +331,10 @@ class Profile:
         self._undo.clear()
 
 
+TREE_KERNELS = ("select", "expand_and_backup", "halving_root_action", "gumbel_root_scores")
 CATEGORIES = {
     "network forward": ["net.forward"],
-    "tree kernels (numba)": ["_select", "_expand_and_backup", "_gumbel_root", "_result"],
+    "tree kernels (numba)": [*(f"tree {name}" for name in TREE_KERNELS), "_result"],
     "game rules (step/legal/observe/to_play/...)": [
         "game.step",
         "game.legal_actions",
@@ -286,15 +361,9 @@ def instrument(profile: Profile, agent: AlphaZero) -> None:
     game_class = type(agent.game)
     for name in ["step", "legal_actions", "observe", "to_play", "returns", "initial_state"]:
         profile.patch(game_class, name, f"game.{name}")
-    for name in [
-        "_select",
-        "_expand_and_backup",
-        "_gumbel_root",
-        "_result",
-        "_expand_root",
-        "_evaluate_children",
-        "_masked_logits",
-    ]:
+    for name in TREE_KERNELS:
+        profile.patch_kernel(tree_kernels, name, f"tree {name}")
+    for name in ["_result", "_expand_root", "_evaluate_children", "_masked_logits"]:
         if hasattr(our_mcts, name):
             profile.patch(our_mcts, name, name)
     profile.patch(our_mcts.Tree, "allocate", "Tree.allocate")
@@ -316,16 +385,25 @@ def rollout_rows(name: str, config: Config):
         else config.rollout_simulations
     )
     bot = openspiel_rollout_bot(spiel_game, sims, config.seed)
-    peer = timed(openspiel_search(bot, spiel_game.new_initial_state()), config.seconds)
+    peer = rate(openspiel_search(bot, spiel_game.new_initial_state()), config)
     rng = np.random.default_rng(config.seed)
     evaluator = RandomRolloutEvaluator(game, 1, rng)
-    mcts = MCTSConfig(num_simulations=sims, root_policy=RootPolicy.PUCT, dirichlet_fraction=0.0)
+    mcts = rollout_config(name, config)
     rows = []
     for batch in config.batches:
-        ours = timed(our_search(game, evaluator, batch, mcts, rng), config.seconds)
+        ours = rate(our_search(game, evaluator, batch, mcts, rng), config)
         rows.append(("random rollout", name, sims, batch, ours, peer))
-        print(f"{name} rollouts B={batch}: ours {ours:,.0f} sims/s, openspiel {peer:,.0f}")
+        print(f"{name} rollouts B={batch}: ours {ours[0]:,.0f} sims/s, openspiel {peer[0]:,.0f}")
     return rows
+
+
+def rollout_config(name: str, config: Config) -> MCTSConfig:
+    sims = (
+        config.tic_tac_toe_rollout_simulations
+        if name == "tic_tac_toe"
+        else config.rollout_simulations
+    )
+    return MCTSConfig(num_simulations=sims, root_policy=RootPolicy.PUCT, dirichlet_fraction=0.0)
 
 
 def network_rows(name: str, config: Config):
@@ -344,7 +422,7 @@ def network_rows(name: str, config: Config):
         peer_sims[0] += done
         return done
 
-    peer = timed(peer_run, config.seconds)
+    peer = rate(peer_run, config)
     per_sim = spiel_eval.forwards / peer_sims[0]
     rng = np.random.default_rng(config.seed)
     evaluator = NetworkEvaluator(game, net)
@@ -352,13 +430,45 @@ def network_rows(name: str, config: Config):
     mcts = AlphaZeroConfig(game=name, num_simulations=sims, root_policy=RootPolicy.PUCT).mcts(game)
     rows = []
     for batch in config.batches:
-        ours = timed(our_search(game, evaluator, batch, mcts, rng), config.seconds)
+        ours = rate(our_search(game, evaluator, batch, mcts, rng), config)
         rows.append(("network", name, sims, batch, ours, peer))
         print(
-            f"{name} network B={batch}: ours {ours:,.0f} sims/s, openspiel {peer:,.0f} "
+            f"{name} network B={batch}: ours {ours[0]:,.0f} sims/s, openspiel {peer[0]:,.0f} "
             f"({per_sim:.2f} forwards/simulation)"
         )
     return rows
+
+
+def kernel_rows(name: str, batch: int, config: Config):
+    """Per numba kernel of a random-rollout search: microseconds per call, idle and busy."""
+    game = games.make(name)
+    rng = np.random.default_rng(config.seed)
+    run = our_search(
+        game, RandomRolloutEvaluator(game, 1, rng), batch, rollout_config(name, config), rng
+    )
+    run()  # warm up
+    best: dict[bool, dict[str, float]] = {False: {}, True: {}}
+    for _ in range(3):
+        for busy in (False, True):
+            profile = Profile()
+            for kernel in TREE_KERNELS:
+                profile.patch_kernel(tree_kernels, kernel, f"tree {kernel}")
+            profile.patch_game_kernels(game)
+            try:
+                with BusyCore() if busy else _Idle():
+                    start = time.perf_counter()
+                    while time.perf_counter() - start < config.seconds / 3:
+                        run()
+            finally:
+                profile.restore()
+            for label, seconds in profile.exclusive.items():
+                per_call = seconds / profile.calls[label] * 1e6
+                best[busy][label] = min(best[busy].get(label, np.inf), per_call)
+    return [
+        (label, name, batch, best[False][label], best[True][label])
+        for label in sorted(best[False])
+        if label in best[True]
+    ]
 
 
 def openspiel_selfplay(config: Config):
@@ -429,7 +539,47 @@ def main(config: Config) -> None:
         rows += rollout_rows(name, config)
     for name in config.games:
         rows += network_rows(name, config)
+    print_search_rows(rows, config)
+    if config.busy:
+        print_kernel_rows(config)
+    if not config.skip_selfplay:
+        selfplay(config)
 
+
+def print_search_rows(rows, config: Config) -> None:
+    busy_header = " ours busy / idle | OpenSpiel busy / idle |" if config.busy else ""
+    print()
+    print(
+        "| evaluator | game | simulations | B | ours sims/s | OpenSpiel sims/s | ours / OpenSpiel |"
+        + busy_header
+    )
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if config.busy else ""))
+    for kind, name, sims, batch, (ours, ours_busy), (peer, peer_busy) in rows:
+        busy = f" {ours_busy / ours:.2f}x | {peer_busy / peer:.2f}x |" if config.busy else ""
+        print(
+            f"| {kind} | {name} | {sims} | {batch} | {ours:,.0f} | {peer:,.0f} "
+            f"| {ours / peer:.1f}x |" + busy
+        )
+
+
+def print_kernel_rows(config: Config) -> None:
+    print()
+    print(
+        "Numba kernels inside a random-rollout search, microseconds per call, idle and "
+        "beside a busy core (busy / idle above 1 is a slowdown)."
+    )
+    print()
+    print("| kernel | game | B | idle us/call | busy us/call | busy / idle |")
+    print("|---|---|---|---|---|---|")
+    for name in config.games:
+        for batch in config.batches:
+            for label, game, B, idle, busy in kernel_rows(name, batch, config):
+                print(
+                    f"| {label} | {game} | {B} | {idle:,.1f} | {busy:,.1f} | {busy / idle:.2f}x |"
+                )
+
+
+def selfplay(config: Config) -> None:
     peer_plies, peer_length = openspiel_selfplay(config)
     print(f"openspiel self-play: {peer_plies:.1f} plies/s, {peer_length:.1f} plies/game")
     our_plies, total, profile = our_selfplay(config)
@@ -437,17 +587,6 @@ def main(config: Config) -> None:
         f"our self-play: {our_plies:.1f} plies/s; load average now {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-
-    print()
-    print(
-        "| evaluator | game | simulations | B | ours sims/s | OpenSpiel sims/s | ours / OpenSpiel |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for kind, name, sims, batch, ours, peer in rows:
-        print(
-            f"| {kind} | {name} | {sims} | {batch} | {ours:,.0f} | {peer:,.0f} "
-            f"| {ours / peer:.1f}x |"
-        )
 
     length = config.game_length
     print()

@@ -219,12 +219,12 @@ def _masked_logits(logits: Tensor, legal: Tensor) -> np.ndarray:
 
 def _numpy(x: Tensor, dtype) -> np.ndarray:
     """``x`` as a C-contiguous numpy array of ``dtype`` (a view where it already is one)."""
-    x = x.detach()
-    if not x.is_cpu:
-        x = x.cpu()
-    if x.dtype == torch.bfloat16:
-        x = x.float()
-    return np.ascontiguousarray(x.numpy(), dtype)
+    try:
+        array = x.numpy()  # a CPU tensor that needs no grad: no copy
+    except (RuntimeError, TypeError):  # needs grad, lives on a device, or is bfloat16
+        x = x.detach().cpu()
+        array = (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    return np.ascontiguousarray(array, dtype)
 
 
 def _rules(config: MCTSConfig) -> kernels.Rules:
@@ -300,7 +300,7 @@ def search(
         # 3. expand and back up
         expand_and_backup(tree.record, rules, node, action, expansion, leaf)
         if new_states is not None:
-            states.store(action >= 0, leaf, new_states)
+            states.store(None if num_expanding == B else action >= 0, leaf, new_states)
     return _result(tree, rules, gumbel, config)
 
 
@@ -340,14 +340,13 @@ class _States:
             return torch.from_numpy(self.array[rows, nodes])
         return self.tensor[torch.from_numpy(rows), torch.from_numpy(nodes)]
 
-    def store(self, grown: np.ndarray, nodes: np.ndarray, new_states: Tensor) -> None:
-        """``states[b, nodes[b]] = new_states[b]`` for the rows b where ``grown``."""
+    def store(self, grown: np.ndarray | None, nodes: np.ndarray, new_states: Tensor) -> None:
+        """``states[b, nodes[b]] = new_states[b]`` for the rows b where ``grown`` (None: all)."""
+        rows = self.rows if grown is None else self.rows[grown]
         new_states = new_states.detach()
-        everywhere = bool(grown.all())
-        rows = self.rows if everywhere else self.rows[grown]
         if self.array is not None and new_states.is_cpu and new_states.dtype == self.tensor.dtype:
             values = new_states.numpy()
-            self.array[rows, nodes[rows]] = values if everywhere else values[grown]
+            self.array[rows, nodes[rows]] = values if grown is None else values[grown]
         else:
             index = torch.from_numpy(rows)
             self.tensor[index, torch.from_numpy(nodes[rows])] = new_states[index].to(

@@ -35,25 +35,54 @@ loaded earlier with torch, is not affected.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 
-__all__ = ["SPIN_COUNT", "BatchKernel", "batch_kernel", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "PROBE_SHARE",
+    "SPIN_COUNT",
+    "BatchKernel",
+    "batch_kernel",
+    "get_num_threads",
+    "set_num_threads",
+    "start_runtime",
+]
 
 SPIN_COUNT = 10_000
 """GOMP_SPINCOUNT of numba's OpenMP threads: busy-wait iterations before sleeping."""
 
 
-def _configure_runtime() -> None:
-    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+_runtime_started = False
+
+
+def start_runtime() -> None:
+    """Load numba's threading runtime with this module's OpenMP settings (idempotent).
+
+    ``GOMP_SPINCOUNT`` is put in the environment only while the runtime loads
+    (GNU OpenMP reads it then), unless the user has set it or
+    ``OMP_WAIT_POLICY``, so child processes and torch's own OpenMP runtime
+    keep their defaults. Called before the first parallel kernel; importing
+    this module starts nothing (GNU OpenMP does not survive a ``fork`` once
+    its threads exist).
+    """
+    global _runtime_started
+    if _runtime_started:
+        return
+    keep = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
+    if not keep:
         os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
-
-
-_configure_runtime()
+    try:
+        numba.get_num_threads()  # loads the threading layer, which reads the environment
+    finally:
+        if not keep:
+            del os.environ["GOMP_SPINCOUNT"]
+    _runtime_started = True
 
 
 def set_num_threads(num_threads: int) -> int:
@@ -66,6 +95,7 @@ def set_num_threads(num_threads: int) -> int:
     if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
         raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
     count = min(num_threads, numba.config.NUMBA_NUM_THREADS)
+    start_runtime()
     numba.set_num_threads(count)
     return count
 
@@ -75,28 +105,71 @@ def get_num_threads() -> int:
     return numba.get_num_threads()
 
 
-@dataclass(frozen=True)
+PROBE_SHARE = 0.02
+"""Most of the wall time a :class:`BatchKernel` spends trying the build it is not running."""
+
+
+@dataclass(eq=False)
 class BatchKernel:
     """A numba kernel over rows in two builds: ``serial`` and ``parallel`` (``prange``).
 
-    Calling it runs ``parallel`` when argument ``batch_arg`` (an array, batch
-    first) has at least ``min_parallel_batch`` rows, else ``serial``; both
-    take the same arguments.
+    Calling it runs ``serial`` when argument ``batch_arg`` (an array, batch
+    first) has fewer than ``min_parallel_batch`` rows. From there on it runs
+    the build that has been faster per row, timing every call (an exponential
+    average of seconds per row per build, the first call of each build left
+    out as compilation), and now and then runs the other build to check: the
+    next such probe comes ``elapsed / PROBE_SHARE`` after a probe that took
+    ``elapsed``. On an idle machine that is the parallel build; when another
+    process takes a core, the parallel build's calls wait for the thread that
+    lost its core, its average jumps within a call or two, and the serial
+    build takes over until a probe finds the core free again. Both builds
+    compute the same thing, so the choice changes only the speed.
     """
 
     serial: Callable
     parallel: Callable
     min_parallel_batch: int
     batch_arg: int = 0
+    _cost: list[float] = field(default_factory=lambda: [math.nan, math.nan], repr=False)
+    _calls: list[int] = field(default_factory=lambda: [0, 0], repr=False)
+    _next_probe: float = field(default=0.0, repr=False)
 
     def __call__(self, *args):
-        if args[self.batch_arg].shape[0] >= self.min_parallel_batch:
-            return self.parallel(*args)
-        return self.serial(*args)
+        batch_size = args[self.batch_arg].shape[0]
+        if batch_size < self.min_parallel_batch:
+            return self.serial(*args)
+        return self._run_faster(batch_size, args)
 
     def for_batch(self, batch_size: int) -> Callable:
-        """The build a batch of ``batch_size`` rows runs (to hoist the choice out of a loop)."""
-        return self.parallel if batch_size >= self.min_parallel_batch else self.serial
+        """What a batch of ``batch_size`` rows runs: the serial build, or this chooser."""
+        return self.serial if batch_size < self.min_parallel_batch else self
+
+    def _run_faster(self, batch_size: int, args):
+        cost, calls = self._cost, self._calls
+        probe = False
+        if calls[0] < 2:  # not timed yet (the first call may compile)
+            build = 0
+        elif calls[1] < 2:
+            build = 1
+        else:
+            build = 0 if cost[0] < cost[1] else 1
+            probe = time.perf_counter() >= self._next_probe
+            if probe:
+                build = 1 - build
+        if build and not _runtime_started:
+            start_runtime()
+        start = time.perf_counter()
+        out = (self.parallel if build else self.serial)(*args)
+        end = time.perf_counter()
+        calls[build] += 1
+        per_row = (end - start) / batch_size
+        if calls[build] == 2 or probe:
+            cost[build] = per_row
+        elif calls[build] > 2:
+            cost[build] += 0.25 * (per_row - cost[build])
+        if probe:
+            self._next_probe = end + (end - start) / PROBE_SHARE
+        return out
 
 
 def batch_kernel(min_parallel_batch: int, batch_arg: int = 0) -> Callable[[Callable], BatchKernel]:
