@@ -312,3 +312,23 @@ def test_progress_prints_plain_lines_where_there_is_no_terminal():
     with RunProgress(TextColumn("sac"), console=Console(file=quiet, quiet=True), every=0) as bar:
         bar.update(bar.add_task("train", total=10), completed=3)
     assert quiet.getvalue() == ""
+
+
+def test_report_of_plain_run_folders_past_their_budget(tmp_path):
+    """`mbrl report runs`: run folders (config.json, no cell.json, no `done`) that reached
+    their budget are finished, and their 100% return is the last one, past the budget."""
+    for seed, final in [(0, 500.0), (1, 300.0)]:
+        run = tmp_path / f"ppo-CartPole-v1-2026010{seed}"
+        run.mkdir()
+        config = {"env": "CartPole-v1", "seed": seed, "total_steps": 20_000}
+        (run / "config.json").write_text(json.dumps(config))
+        logger = Logger(run, tensorboard=False)
+        for step, value in [(10_240, 100.0), (18_432, 200.0), (20_480, final)]:
+            logger.log(step, {"eval/mean_return": value})
+        logger.close()
+    report = write_report(ReportConfig(sweep=str(tmp_path))).read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| ppo |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "2"  # no "(0 done)"
+    assert cells[4] == "400.0 ± 100.0"  # @ 100%: the evaluations at 20,480
+    assert "Unfinished" not in report
