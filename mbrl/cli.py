@@ -302,11 +302,7 @@ def run_train(args: list[str]) -> None:
     else:
         config = tyro.cli(cls.Config, args=rest, prog=prog)
         agent = cls(cls.world_of(config), config, console=console)
-    total = getattr(agent.config, "total_steps", None)
-    result = agent.learn(total)
-    console.print(f"[bold]done[/bold]: run folder {agent.run_dir}")
-    for key, value in result.items():
-        console.print(f"  {key}: {float(value):.3f}")
+    agent.learn(getattr(agent.config, "total_steps", None))  # the run prints its summary
 
 
 def run_bench(cmd: BenchConfig) -> None:

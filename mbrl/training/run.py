@@ -111,6 +111,9 @@ class Run:
         self._last_checkpoint_time = time.monotonic()
         self._handlers: dict[int, Any] = {}
         self._window = (spec.step, time.perf_counter())
+        self._started = time.perf_counter()
+        self.last: dict[str, float] = {}  # the last value of every metric logged
+        self.step = spec.step
 
     # ------------------------------------------------------------ the context
     def __enter__(self) -> Run:
@@ -148,6 +151,8 @@ class Run:
         finally:
             self.progress.__exit__(kind, error, traceback)
             self.logger.close()
+        if kind is None and self.signum is None:
+            self._summary()
         if kind is None and self.signum is not None:
             self.console.print(
                 f"[yellow]stopped by {signal.Signals(self.signum).name}[/yellow]: "
@@ -170,6 +175,8 @@ class Run:
         """One row at ``step`` (tensors become floats here, not in the hot loop)."""
         values = {k: float(v) for k, v in metrics.items()}
         self.logger.log(step, values, show=False)
+        self.last.update(values)
+        self.step = step
         return values
 
     def speed(self, step: int) -> float:
@@ -193,6 +200,20 @@ class Run:
             self._last_checkpoint_time = time.monotonic()
             return self.last_checkpoint
         return None
+
+    def _summary(self) -> None:
+        """The closing lines: where the run is and what its last evaluation said."""
+        seconds = time.perf_counter() - self._started
+        took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        evaluation = "  ".join(
+            f"{k.split('/', 1)[1]} {v:.4g}" for k, v in self.last.items() if k.startswith("eval/")
+        )
+        self.console.print(
+            f"[bold]done[/bold]: {self.spec.algo} {self.spec.world} at step {self.step:,} "
+            f"after {took}; checkpoint {self.last_checkpoint}"
+        )
+        if evaluation:
+            self.console.print(f"  last evaluation: {evaluation}")
 
     # ---------------------------------------------------------------- signals
     def _install_signals(self) -> None:
