@@ -59,6 +59,30 @@ class ModelSpec:
     """Upper bound on the number of steps of one episode, if known."""
     board_shape: tuple[int, int] | None = None
     """(rows, cols) of the board for board games, else None."""
+    action_low: tuple[float, ...] | None = None
+    """Lower bound of each action dimension of a continuous action space (``action_shape``
+    entries), else None; planners sample and clip actions inside ``[action_low, action_high]``."""
+    action_high: tuple[float, ...] | None = None
+    """Upper bound of each action dimension of a continuous action space, else None."""
+
+    def __post_init__(self):
+        if (self.action_low is None) != (self.action_high is None):
+            raise ValueError("ModelSpec.action_low and action_high must be given together")
+        if self.action_low is not None:
+            size = int(np.prod(self.action_shape))
+            if self.num_actions is not None or not (
+                len(self.action_low) == len(self.action_high) == size
+            ):
+                raise ValueError(
+                    "ModelSpec.action_low and action_high must have one entry per dimension "
+                    f"of a continuous action_shape {self.action_shape}, got "
+                    f"{len(self.action_low)} and {len(self.action_high)}"
+                )
+            if any(low > high for low, high in zip(self.action_low, self.action_high)):
+                raise ValueError(
+                    f"ModelSpec.action_low must be <= action_high, got {self.action_low} "
+                    f"and {self.action_high}"
+                )
 
     @property
     def is_discrete(self) -> bool:
