@@ -146,13 +146,14 @@ def _play(row, move):
 
 
 MIN_PARALLEL_BATCH = {
-    "step": 1 << 62,
-    "legal": 1 << 62,
-    "observe": 1 << 62,
-    "board": 1 << 62,
-    "playout": 1 << 62,
+    "step": 256,
+    "legal": 4096,
+    "observe": 256,
+    "board": 256,
+    "playout": 64,
 }
-"""Batch sizes from which each kernel runs in parallel (measured, see mbrl.planners.threads)."""
+"""Batch sizes from which each kernel may run in parallel: where the ``prange`` build
+beat the serial one on an idle 2-core machine (``benchmarks/kernel_threads.py``)."""
 
 
 @batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH["step"])

@@ -51,6 +51,9 @@ TREE_FIELDS = (
     "num_nodes",  # [B] int32
 )
 RULES_FIELDS = ("interior_rule", "c_puct", "c_visit", "c_scale", "win_value")
+MIN_PARALLEL_BATCH = 32
+"""Rows from which the batch kernels may run in parallel: where the ``prange`` builds beat
+the serial ones inside searches on an idle 2-core machine (``benchmarks/kernel_threads.py``)."""
 
 
 @structref.register
@@ -309,7 +312,7 @@ def backup(tree, rules, b, leaf, value):
 
 
 # ---------------------------------------------------------- batch kernels
-@batch_kernel(min_parallel_batch=64, batch_arg=2)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH, batch_arg=2)
 def select(tree, rules, root_action, out_node, out_action):
     """Descend every row to an edge to expand (or to a terminal/solved node).
 
@@ -318,16 +321,15 @@ def select(tree, rules, root_action, out_node, out_action):
     (a terminal or solved node): no expansion, just a backup from it.
     Returns the number of rows that expand an edge.
     """
-    A = tree.children.shape[2]
+    scratch = np.empty((root_action.shape[0], tree.children.shape[2]), np.float32)
     num_expanding = 0
     for b in prange(root_action.shape[0]):
-        scratch = np.empty(A, np.float32)
-        out_node[b], out_action[b] = descend(tree, rules, b, root_action[b], scratch)
+        out_node[b], out_action[b] = descend(tree, rules, b, root_action[b], scratch[b])
         num_expanding += out_action[b] >= 0
     return num_expanding
 
 
-@batch_kernel(min_parallel_batch=64, batch_arg=2)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH, batch_arg=2)
 def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
     """Add the child of (node, action) per row, then back its value up to the root.
 
@@ -347,7 +349,7 @@ def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
         backup(tree, rules, b, leaf, v)
 
 
-@batch_kernel(min_parallel_batch=64, batch_arg=2)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH, batch_arg=2)
 def gumbel_root_scores(tree, rules, gumbel, out_score, out_sigma_q):
     """Per row: ``out_sigma_q = sigma(completed q)`` at the root and ``out_score`` the
     Gumbel root score of each edge (see :func:`gumbel_root_score`)."""
@@ -376,7 +378,7 @@ def gumbel_root_score(tree, b, gumbel, sigma_q, top, a):
     return max(gumbel[a] + tree.logits[b, 0, a] - top + sigma_q[a], -1e9)
 
 
-@batch_kernel(min_parallel_batch=64, batch_arg=2)
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH, batch_arg=2)
 def halving_root_action(tree, rules, gumbel, level, scratch, out_action):
     """Sequential halving's root edge per row: the best Gumbel root score among the
     edges visited exactly ``level[b]`` times (the first such edge on a tie)."""

@@ -105,6 +105,8 @@ def get_num_threads() -> int:
     return numba.get_num_threads()
 
 
+_clock = time.perf_counter
+
 PROBE_SHARE = 0.02
 """Most of the wall time a :class:`BatchKernel` spends trying the build it is not running."""
 
@@ -114,16 +116,20 @@ class BatchKernel:
     """A numba kernel over rows in two builds: ``serial`` and ``parallel`` (``prange``).
 
     Calling it runs ``serial`` when argument ``batch_arg`` (an array, batch
-    first) has fewer than ``min_parallel_batch`` rows. From there on it runs
-    the build that has been faster per row, timing every call (an exponential
-    average of seconds per row per build, the first call of each build left
-    out as compilation), and now and then runs the other build to check: the
-    next such probe comes ``elapsed / PROBE_SHARE`` after a probe that took
-    ``elapsed``. On an idle machine that is the parallel build; when another
-    process takes a core, the parallel build's calls wait for the thread that
-    lost its core, its average jumps within a call or two, and the serial
-    build takes over until a probe finds the core free again. Both builds
-    compute the same thing, so the choice changes only the speed.
+    first) has fewer than ``min_parallel_batch`` rows, and ``parallel``
+    otherwise, on all of the calling thread's numba threads or on one of
+    them: whichever has been faster per row. Every such call is timed (an
+    exponential average of seconds per row for each thread count, the first
+    call of each left out as compilation), and now and then the other count
+    runs to check: the next such probe comes ``elapsed / PROBE_SHARE`` after a
+    probe that took ``elapsed``. On an idle machine all threads win; when
+    another process takes a core, a parallel region waits for the thread that
+    lost its core, the average jumps within a call or two, and one thread
+    takes over until a probe finds the core free again. One thread runs the
+    ``prange`` build rather than the serial one because the ``prange`` build
+    is the faster loop (numba hoists the loads of a record's fields out of
+    it). The builds and thread counts compute the same thing, so the choice
+    changes only the speed.
     """
 
     serial: Callable
@@ -131,6 +137,7 @@ class BatchKernel:
     min_parallel_batch: int
     batch_arg: int = 0
     _cost: list[float] = field(default_factory=lambda: [math.nan, math.nan], repr=False)
+    """Seconds per row on one thread and on all threads."""
     _calls: list[int] = field(default_factory=lambda: [0, 0], repr=False)
     _next_probe: float = field(default=0.0, repr=False)
 
@@ -148,28 +155,38 @@ class BatchKernel:
         cost, calls = self._cost, self._calls
         probe = False
         if calls[0] < 2:  # not timed yet (the first call may compile)
-            build = 0
+            all_threads = 0
         elif calls[1] < 2:
-            build = 1
+            all_threads = 1
         else:
-            build = 0 if cost[0] < cost[1] else 1
-            probe = time.perf_counter() >= self._next_probe
+            all_threads = 0 if cost[0] < cost[1] else 1
+            probe = _clock() >= self._next_probe
             if probe:
-                build = 1 - build
-        if build and not _runtime_started:
+                all_threads = 1 - all_threads
+        if not _runtime_started:
             start_runtime()
-        start = time.perf_counter()
-        out = (self.parallel if build else self.serial)(*args)
-        end = time.perf_counter()
-        calls[build] += 1
+        start = _clock()
+        out = self.parallel(*args) if all_threads else self._on_one_thread(args)
+        end = _clock()
+        calls[all_threads] += 1
         per_row = (end - start) / batch_size
-        if calls[build] == 2 or probe:
-            cost[build] = per_row
-        elif calls[build] > 2:
-            cost[build] += 0.25 * (per_row - cost[build])
+        if calls[all_threads] == 2 or probe:
+            cost[all_threads] = per_row
+        elif calls[all_threads] > 2:
+            cost[all_threads] += 0.25 * (per_row - cost[all_threads])
         if probe:
             self._next_probe = end + (end - start) / PROBE_SHARE
         return out
+
+    def _on_one_thread(self, args):
+        threads = numba.get_num_threads()
+        if threads == 1:
+            return self.parallel(*args)
+        numba.set_num_threads(1)
+        try:
+            return self.parallel(*args)
+        finally:
+            numba.set_num_threads(threads)
 
 
 def batch_kernel(min_parallel_batch: int, batch_arg: int = 0) -> Callable[[Callable], BatchKernel]:
