@@ -1,1 +1,38 @@
-"""Learned models: ensembles, trainers, learned-model adapters, frame models."""
+"""Learned models: ensembles, trainers, learned-model adapters, frame models.
+
+- :mod:`~mbrl.models.ensemble`: probabilistic and deterministic MLP ensembles, one batched
+  product over the members;
+- :mod:`~mbrl.models.trainer`: bootstrap, held-out early stopping, elites, warm starts;
+- :mod:`~mbrl.models.learned`: an ensemble as a :class:`~mbrl.model.Model`, with the
+  propagation modes.
+"""
+
+from .ensemble import (
+    Activation,
+    Ensemble,
+    EnsembleConfig,
+    EnsembleKind,
+    EnsembleOutput,
+    ModelDivergedError,
+    Normalizer,
+)
+from .learned import LearnedModel, Propagation, RewardFn, TerminationFn
+from .trainer import EnsembleTrainer, FitReport, TrainerConfig, Transitions
+
+__all__ = [
+    "Activation",
+    "Ensemble",
+    "EnsembleConfig",
+    "EnsembleKind",
+    "EnsembleOutput",
+    "EnsembleTrainer",
+    "FitReport",
+    "LearnedModel",
+    "ModelDivergedError",
+    "Normalizer",
+    "Propagation",
+    "RewardFn",
+    "TerminationFn",
+    "TrainerConfig",
+    "Transitions",
+]
