@@ -4,6 +4,11 @@ Add a model by adding a case to ``CASES``: a factory and a way to reach
 varied states. Checks: shapes and dtypes, no mutation, batch rows are
 independent, terminal states absorb, legal masks are enforced, wrong shapes
 are refused, and the same generator gives the same result.
+
+Learned models (``LEARNED_CASES``: ensembles in every propagation mode, continuous
+and discrete actions, learned or known reward and termination) get the same checks
+where they apply: they start from observations, have no legal mask beyond their
+terminal rows, clip continuous actions into the declared box, and may sample.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 
 from mbrl import games
 from mbrl.model import GameModel, IllegalActionError, Model, ShapeError
+from mbrl.models import Ensemble, EnsembleConfig, EnsembleKind, LearnedModel, Propagation
 
 
 @dataclass(frozen=True)
@@ -187,3 +193,211 @@ def test_same_generator_same_result(model):
     assert torch.equal(playouts[0], playouts[1])
     assert set(playouts[0].tolist()) <= {-1.0, 0.0, 1.0}
     assert varied_states(model, 5, seed=9).equal(varied_states(model, 5, seed=9))
+
+
+# ------------------------------------------------------------------ learned models
+# A learned model starts from observations (no initial position, no game outcome) and may
+# be stochastic; it has continuous or discrete actions and no legal mask beyond its
+# terminal rows, and its terminal rows come from a termination head or function.
+@dataclass(frozen=True)
+class LearnedCase:
+    name: str
+    make: Callable[[], LearnedModel]
+    deterministic: bool
+    """A step is a function of the state and the action alone (no sampling)."""
+
+
+LEARNED_OBS_DIM = 4
+
+
+def _learned_case(
+    kind: EnsembleKind, propagation: Propagation, *, discrete=False, known_fns=False
+) -> LearnedCase:
+    def make() -> LearnedModel:
+        config = EnsembleConfig(
+            obs_dim=LEARNED_OBS_DIM,
+            action_dim=3 if discrete else 2,
+            discrete_actions=discrete,
+            kind=kind,
+            num_members=5,
+            num_elites=3,
+            hidden_sizes=(16, 16),
+            learn_reward=not known_fns,
+            learn_termination=not known_fns,
+        )
+        ensemble = Ensemble(config, generator=torch.Generator().manual_seed(0))
+        fns = {}
+        if known_fns:
+            fns = {
+                "reward_fn": lambda obs, action, next_obs: -(next_obs**2).sum(1),
+                "termination_fn": lambda obs, action, next_obs: next_obs[:, 0] > 0.3,
+            }
+        bounds = {} if discrete else {"action_low": (-1.0, -2.0), "action_high": (1.0, 0.5)}
+        return LearnedModel(ensemble, propagation=propagation, name=name, **fns, **bounds)
+
+    deterministic = propagation in (Propagation.MEAN, Propagation.EXPECTATION) or (
+        kind is EnsembleKind.DETERMINISTIC and propagation is Propagation.TS_INF
+    )
+    name = f"learned:{kind.value}-{propagation.value}" + ("-discrete-known" if known_fns else "")
+    return LearnedCase(name, make, deterministic)
+
+
+LEARNED_CASES = [
+    *(_learned_case(EnsembleKind.PROBABILISTIC, mode) for mode in Propagation),
+    _learned_case(EnsembleKind.DETERMINISTIC, Propagation.TS_INF),
+    _learned_case(EnsembleKind.DETERMINISTIC, Propagation.TS1, discrete=True, known_fns=True),
+    _learned_case(EnsembleKind.DETERMINISTIC, Propagation.MEAN, discrete=True, known_fns=True),
+]
+
+
+@pytest.fixture(scope="module", params=LEARNED_CASES, ids=[c.name for c in LEARNED_CASES])
+def learned_case(request) -> LearnedCase:
+    return request.param
+
+
+@pytest.fixture
+def learned(learned_case, one_thread) -> LearnedModel:
+    return learned_case.make()
+
+
+def learned_actions(model: LearnedModel, batch: int, rng: np.random.Generator) -> torch.Tensor:
+    """Random actions: uniform in the box (continuous) or over the actions (discrete)."""
+    spec = model.spec
+    if spec.is_discrete:
+        return torch.from_numpy(rng.integers(spec.num_actions, size=batch))
+    shape = (batch, *spec.action_shape)
+    return torch.from_numpy(rng.uniform(spec.action_low, spec.action_high, shape)).float()
+
+
+def learned_start(model: LearnedModel, batch: int, seed: int) -> torch.Tensor:
+    obs = torch.randn(batch, LEARNED_OBS_DIM, generator=torch.Generator().manual_seed(seed))
+    return model.initial_state(obs, generator=torch.Generator().manual_seed(seed))
+
+
+def learned_varied_states(model: LearnedModel, batch: int, seed: int) -> torch.Tensor:
+    """States after a random number (0 to 6) of random steps (terminal ones included)."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    depth = torch.from_numpy(rng.integers(0, 7, size=batch))
+    state = learned_start(model, batch, seed)
+    for t in range(6):
+        result = model.step(state, learned_actions(model, batch, rng), generator=generator)
+        state = torch.where((depth > t)[:, None], result.state, state)
+    return state
+
+
+def test_learned_protocol_and_spec(learned):
+    assert isinstance(learned, Model) and not isinstance(learned, GameModel)
+    spec = learned.spec
+    assert spec.obs_shape == (LEARNED_OBS_DIM,) and spec.state_dtype == torch.float32
+    assert spec.num_players == 1 and learned.num_members == 5
+    if spec.is_discrete:
+        assert spec.action_shape == () and spec.action_low is None and spec.action_high is None
+    else:
+        assert spec.num_actions is None and len(spec.action_shape) == 1
+        assert len(spec.action_low) == len(spec.action_high) == spec.action_shape[0]
+
+
+def test_learned_shapes_and_dtypes(learned):
+    state = learned_varied_states(learned, 16, seed=0)
+    spec = learned.spec
+    assert state.shape == (16, *spec.state_shape) and state.dtype == spec.state_dtype
+    obs = learned.observe(state)
+    assert obs.shape == (16, *spec.obs_shape) and obs.dtype == torch.float32
+    legal = learned.legal_actions(state)
+    assert legal.shape == (16, spec.num_actions or 1) and legal.dtype == torch.bool
+    assert torch.equal(legal, ~learned.is_terminal(state)[:, None].expand_as(legal))
+    to_play = learned.to_play(state)
+    assert to_play.shape == (16,) and to_play.dtype == torch.int64 and (to_play == 0).all()
+    result = learned.step(state, learned_actions(learned, 16, np.random.default_rng(0)))
+    assert result.state.shape == state.shape and result.state.dtype == spec.state_dtype
+    assert result.reward.shape == (16,) and result.reward.dtype == torch.float32
+    assert result.terminal.shape == (16,) and result.terminal.dtype == torch.bool
+    assert torch.equal(result.terminal, learned.is_terminal(result.state))
+    assert torch.isfinite(result.state).all() and torch.isfinite(result.reward).all()
+
+
+def test_learned_no_mutation(learned):
+    state = learned_varied_states(learned, 12, seed=1)
+    before = state.clone()
+    actions = learned_actions(learned, 12, np.random.default_rng(1))
+    actions_before = actions.clone()
+    learned.observe(state)[:] = 99.0  # observe returns a copy
+    learned.legal_actions(state)
+    learned.to_play(state)
+    learned.step(state, actions, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(state, before) and torch.equal(actions, actions_before)
+
+
+def test_learned_rows_are_independent(learned, learned_case):
+    if not learned_case.deterministic:
+        pytest.skip("a sampled step draws for all rows at once")
+    state = learned_varied_states(learned, 10, seed=2)
+    actions = learned_actions(learned, 10, np.random.default_rng(2))
+    batched = learned.step(state, actions)
+    for i in range(10):
+        single = learned.step(state[i : i + 1], actions[i : i + 1])
+        torch.testing.assert_close(single.state[0], batched.state[i])
+        torch.testing.assert_close(single.reward[0], batched.reward[i])
+        assert single.terminal[0] == batched.terminal[i]
+
+
+def test_learned_terminal_is_absorbing(learned):
+    rng = np.random.default_rng(3)
+    generator = torch.Generator().manual_seed(3)
+    state = learned_start(learned, 32, seed=3)
+    live_seen = False
+    for _ in range(30):
+        result = learned.step(state, learned_actions(learned, 32, rng), generator=generator)
+        live_seen |= bool((~result.terminal).any())
+        state = result.state
+        if learned.is_terminal(state).all():
+            break
+    done = learned.is_terminal(state)
+    assert done.any() and live_seen
+    assert not learned.legal_actions(state)[done].any()
+    assert learned.legal_actions(state)[~done].all()
+    again = learned.step(state, learned_actions(learned, 32, rng), generator=generator)
+    assert torch.equal(again.state[done], state[done])
+    assert again.terminal[done].all() and (again.reward[done] == 0).all()
+
+
+def test_learned_actions_outside_the_box_act_as_clipped(learned):
+    spec = learned.spec
+    if spec.is_discrete:
+        pytest.skip("discrete actions")
+    state = learned_varied_states(learned, 8, seed=4)
+    wild = torch.from_numpy(np.random.default_rng(4).normal(0, 5, (8, *spec.action_shape))).float()
+    low, high = torch.tensor(spec.action_low), torch.tensor(spec.action_high)
+    assert ((wild < low) | (wild > high)).any()
+    outside = learned.step(state, wild, generator=torch.Generator().manual_seed(4))
+    clipped = learned.step(state, wild.clamp(low, high), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(outside.state, clipped.state) and torch.equal(outside.reward, clipped.reward)
+
+
+def test_learned_wrong_shapes_are_refused(learned):
+    state = learned_start(learned, 4, seed=5)
+    actions = learned_actions(learned, 4, np.random.default_rng(5))
+    with pytest.raises(ShapeError, match=r"\["):
+        learned.step(state, actions[:3])
+    with pytest.raises(ShapeError):
+        learned.step(state[:, :-1], actions)
+    with pytest.raises(ShapeError):
+        learned.observe(state[0])
+    with pytest.raises(ShapeError):
+        learned.legal_actions(state.double())
+    with pytest.raises(ShapeError):
+        learned.initial_state(torch.zeros(4, LEARNED_OBS_DIM + 1))
+
+
+def test_learned_same_generator_same_result(learned, learned_case):
+    state = learned_varied_states(learned, 9, seed=6)
+    actions = learned_actions(learned, 9, np.random.default_rng(6))
+    first = learned.step(state, actions, generator=torch.Generator().manual_seed(7))
+    second = learned.step(state, actions, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first.state, second.state) and torch.equal(first.reward, second.reward)
+    assert learned_varied_states(learned, 5, seed=9).equal(learned_varied_states(learned, 5, 9))
+    start = learned_start(learned, 9, seed=6)  # live rows: a stochastic step differs
+    first = learned.step(start, actions, generator=torch.Generator().manual_seed(7))
+    other = learned.step(start, actions, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first.state, other.state) == learned_case.deterministic
