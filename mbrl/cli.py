@@ -250,6 +250,7 @@ TRAIN_FLAGS = """run flags (besides the config flags below):
                   run about as fast on 1 and leave the other cores free)
   --resume RUN    continue the run folder RUN from its last checkpoint; only the
                   budget flags ({budget}) may be given with it, to extend the run
+
 Ctrl-C (SIGINT) or SIGTERM finishes the current iteration, writes a checkpoint,
 says where, and exits with 130 (143)."""
 

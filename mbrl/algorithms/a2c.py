@@ -33,7 +33,7 @@ __all__ = ["A2C"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class A2CConfig(RunFields, EnvFields, OnPolicyFields):
+class A2CConfig(OnPolicyFields, RunFields, EnvFields):
     """A2C hyperparameters; defaults are Stable-Baselines3's (num_envs as rl-zoo's CartPole)."""
 
     num_envs: int = 8

@@ -45,7 +45,7 @@ __all__ = ["DDPG", "DDPGConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class DDPGConfig(RunFields, DeviceFields, ActorCriticFields, EnvFields, ReplayFields):
+class DDPGConfig(ActorCriticFields, ReplayFields, DeviceFields, RunFields, EnvFields):
     """DDPG (defaults: Fujimoto et al.'s OurDDPG / CleanRL for MuJoCo)."""
 
     exploration_noise: float = 0.1

@@ -77,7 +77,7 @@ class Loss(Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DQNConfig(RunFields, DeviceFields, EnvFields, ReplayFields):
+class DQNConfig(ReplayFields, DeviceFields, RunFields, EnvFields):
     env: str = "CartPole-v1"
     """Gymnasium id of an environment with a Discrete action space and Box observations."""
     total_steps: int = 50_000

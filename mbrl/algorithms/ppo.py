@@ -37,7 +37,7 @@ __all__ = ["PPO"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class PPOConfig(RunFields, EnvFields, OnPolicyFields):
+class PPOConfig(OnPolicyFields, RunFields, EnvFields):
     """PPO hyperparameters; defaults are Stable-Baselines3's."""
 
     learning_rate: float = 3e-4

@@ -63,7 +63,7 @@ __all__ = ["SAC", "SACConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class SACConfig(RunFields, DeviceFields, ActorCriticFields, EnvFields, ReplayFields):
+class SACConfig(ActorCriticFields, ReplayFields, DeviceFields, RunFields, EnvFields):
     """Soft Actor-Critic (defaults: Stable-Baselines3 / CleanRL for MuJoCo)."""
 
     alpha_lr: float = 3e-4

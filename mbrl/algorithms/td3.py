@@ -61,7 +61,7 @@ __all__ = ["TD3", "TD3Config"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TD3Config(RunFields, DeviceFields, ActorCriticFields, EnvFields, ReplayFields):
+class TD3Config(ActorCriticFields, ReplayFields, DeviceFields, RunFields, EnvFields):
     """Twin Delayed DDPG (defaults: the paper's code / CleanRL for MuJoCo)."""
 
     exploration_noise: float = 0.1

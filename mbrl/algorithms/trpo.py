@@ -45,7 +45,7 @@ __all__ = ["TRPO", "conjugate_gradient"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TRPOConfig(RunFields, EnvFields, OnPolicyFields):
+class TRPOConfig(OnPolicyFields, RunFields, EnvFields):
     """TRPO hyperparameters; defaults are sb3-contrib's."""
 
     max_kl: float = 0.01

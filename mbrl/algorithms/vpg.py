@@ -36,7 +36,7 @@ __all__ = ["VPG"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class VPGConfig(RunFields, EnvFields, OnPolicyFields):
+class VPGConfig(OnPolicyFields, RunFields, EnvFields):
     """VPG hyperparameters; defaults are Spinning Up's."""
 
     num_steps: int = 4000

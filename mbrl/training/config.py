@@ -105,8 +105,10 @@ def check_run_fields(config: Any) -> None:
 # Fields that several algorithms share, each defined (and documented) once. An
 # algorithm's config lists the sections it has as bases: the flags (``--seed``),
 # config.json and ``config.seed`` stay flat. A config may redeclare a field to give
-# it another default. All of them are validated by :func:`check_run_fields` or the
-# family's validator.
+# it another default. Fields come in the order of the bases read from the last
+# (list EnvFields last: --env and the budget come first in --help), and a base
+# listed earlier overrides a later one's default (ActorCriticFields' env). All of
+# them are validated by :func:`check_run_fields` or the family's validator.
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +170,7 @@ class ReplayFields:
 @dataclass(frozen=True, kw_only=True)
 class ActorCriticFields:
     """Off-policy actor-critics (DDPG, TD3, SAC): a continuous default environment,
-    network sizes and learning rates (list it before EnvFields: its ``env`` wins)."""
+    network sizes and learning rates (listed before EnvFields, its ``env`` wins)."""
 
     env: str = "Pendulum-v1"
     """Gymnasium id of an environment with a Box action space (Pendulum-v1, HalfCheetah-v5)."""
