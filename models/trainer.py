@@ -193,13 +193,18 @@ class EnsembleTrainer:
         self.config = config or TrainerConfig()
         decayed = list(ensemble.weights)
         rest = [p for p in ensemble.parameters() if all(p is not w for w in decayed)]
-        self.optimizer = torch.optim.Adam(
-            [
+
+        def adam(**kernel) -> torch.optim.Adam:
+            groups = [
                 {"params": decayed, "weight_decay": self.config.weight_decay},
                 {"params": rest, "weight_decay": 0.0},
-            ],
-            lr=self.config.learning_rate,
-        )
+            ]
+            return torch.optim.Adam(groups, lr=self.config.learning_rate, **kernel)
+
+        try:  # the fused kernel where this torch build has it for the device
+            self.optimizer = adam(fused=True)
+        except (RuntimeError, TypeError):
+            self.optimizer = adam(foreach=True)
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}
