@@ -211,7 +211,8 @@ class LearnedModel:
     @torch.no_grad()
     def step(self, state: Tensor, action: Tensor, generator: torch.Generator | None = None) -> Step:
         """Advance every row: ``state [B, 2D + 2]``, ``action [B, A]`` float (continuous) or
-        ``[B]`` int64 (discrete). Terminal rows stay as they are with reward 0."""
+        ``[B]`` int64 (discrete). Terminal rows stay as they are with reward 0. Runs
+        without an autograd graph (a world to plan in, not a function to differentiate)."""
         self._check_state(state, "step")
         action = self._checked_action(state, action)
         d = self.ensemble.config.obs_dim

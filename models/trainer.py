@@ -223,7 +223,7 @@ class EnsembleTrainer:
 
         ``generator`` (a CPU ``torch.Generator``) draws the split, the bootstraps and the
         shuffles. Raises :class:`ModelDivergedError` with the ensemble and the optimiser
-        as they were before the call.
+        as they were before the call (as any other error or an interrupt leaves them).
         """
         ensemble_state = copy.deepcopy(self.ensemble.state_dict())
         optimizer_state = copy.deepcopy(self.optimizer.state_dict())
