@@ -508,7 +508,7 @@ def our_selfplay(config: Config):
         num_simulations=config.net_simulations,
         seed=config.seed,
     )
-    agent = AlphaZero(az_config)
+    agent = AlphaZero(az_config.game, az_config)
     agent.play_moves(1)  # warm up
     profile = Profile()
     instrument(profile, agent)
