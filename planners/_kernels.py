@@ -4,7 +4,9 @@ The kernels take the tree whole, as a :class:`TreeRecord` (a numba structref
 holding the arrays of :class:`mbrl.planners.mcts.Tree`, ``[B, N]`` per node,
 ``[B, N, A]`` per edge), and the search constants as a :class:`Rules` record;
 the small helpers read one row ``b`` of it (``edge_value(tree, b, node,
-action)``). Values are for the player to move at a node.
+action)``). Values are for the player to move at a node. (A named tuple
+would do as the record, but numba's ``prange`` loops drop writes made
+through the arrays of a tuple, and it costs three times as much to pass.)
 
 The selection rule is chosen once, at the root of the search
 (``Rules.interior_rule``: PUCT or Gumbel's deterministic rule), and

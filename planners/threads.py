@@ -1,42 +1,42 @@
-"""Threads of the numba kernels: how many, how they wait, and when a batch is worth them.
+"""Threads of the numba kernels: how many, and when a batch is worth them.
 
 Every batched kernel of the tree search (:mod:`mbrl.planners._kernels`) and of
 the native games (:mod:`mbrl.games`) is compiled twice from one function, a
-serial loop and a ``prange`` loop, and :class:`BatchKernel` picks the serial
-one below a batch size measured per kernel. The measured choice (the numbers
-are in BENCHMARKS.md, "MCTS and game kernels after the tree record"):
+serial loop and a ``prange`` loop; :class:`BatchKernel` runs one or the
+other. The choice, measured on a 2-core machine with and without a busy-loop
+process on one core (BENCHMARKS.md, "MCTS and game kernels after the tree
+record"; ``benchmarks/kernel_threads.py``):
 
-- **Serial below a threshold.** Waking a second thread costs a few
-  microseconds on an idle machine, which is more than a whole kernel at small
-  B (a B=1 tree walk is about a microsecond), so every kernel runs serially
-  below its ``min_parallel_batch``.
-- **Layer: OpenMP (numba's default here), threads that spin briefly.** When
-  another process holds a core, a parallel region waits at its end for the
-  thread that the scheduler has put behind that process. A thread that spins
-  forever between regions (GNU OpenMP's default spin is ~300k iterations)
-  uses up its time slice and is descheduled for a whole slice (milliseconds)
-  at random calls; a thread that sleeps at once (``OMP_WAIT_POLICY=passive``,
-  or numba's ``workqueue`` layer) costs a 50-90 us wake-up per call on an
-  idle virtual machine. A short spin (``GOMP_SPINCOUNT``, see
-  :data:`SPIN_COUNT`) keeps the wake-up cheap between the calls of one search
-  and lets a thread that has nothing to do sleep before it is charged a time
-  slice, so a woken thread gets the core back promptly.
+- **Serial below a threshold.** Starting a parallel region costs a few
+  microseconds, more than a whole kernel at small B (a B=1 tree walk is
+  about a microsecond), so each kernel runs serially below its measured
+  ``min_parallel_batch`` (32 rows for the tree kernels; 64 to 16384 for the
+  game kernels, from the cheap ``legal`` to the long ``playout``).
+- **Above it, all threads or one, whichever has been faster.** When another
+  process holds a core, every parallel region waits at its end for the
+  thread the scheduler has put behind that process: a connect-four
+  ``legal`` at B=4096 took 8 ms instead of 7 us. Each kernel therefore
+  times its calls and runs its ``prange`` build on one thread while that is
+  faster per row, trying all threads again now and then (at most
+  :data:`PROBE_SHARE` of the time). The slowdown beside a busy core is then
+  the kernel's parallel speedup, about 2x, instead of 100-1000x.
+- **Layer and wait policy: numba's default, OpenMP, with GNU OpenMP's
+  default spin-then-sleep.** Threads that sleep at once
+  (``OMP_WAIT_POLICY=passive``, numba's ``workqueue`` layer) do not collapse
+  beside a busy core, but waking them costs 50-90 us per region on an idle
+  virtual machine, which loses the parallel gain below ~1000 rows; shorter
+  spins (``GOMP_SPINCOUNT`` 1000, 10000) were no better idle and no better
+  busy once the thread count adapts. TBB is not installed here.
 - **Thread count.** :func:`set_num_threads` bounds the numba threads (the
-  CLI's ``--threads``); with one thread every kernel runs serially. Ray
-  self-play actors should each get ``cores // actors`` threads (at least 1):
-  kernels of two actors sharing a core are the busy-core case above.
-
-The spin count is set for numba's OpenMP runtime only: it is read when that
-runtime loads, at the first parallel kernel, from the environment; this
-module sets it there unless the user has (``GOMP_SPINCOUNT`` or
-``OMP_WAIT_POLICY`` in the environment win), and torch's own OpenMP runtime,
-loaded earlier with torch, is not affected.
+  CLI's ``--threads``); with one thread every kernel runs on one. Ray
+  self-play actors sharing a machine should each get ``cores // actors``
+  threads (at least 1): two actors' kernels on one core are the busy-core
+  case above, paid for at every call.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 import types
 from collections.abc import Callable
@@ -44,45 +44,7 @@ from dataclasses import dataclass, field
 
 import numba
 
-__all__ = [
-    "PROBE_SHARE",
-    "SPIN_COUNT",
-    "BatchKernel",
-    "batch_kernel",
-    "get_num_threads",
-    "set_num_threads",
-    "start_runtime",
-]
-
-SPIN_COUNT = 10_000
-"""GOMP_SPINCOUNT of numba's OpenMP threads: busy-wait iterations before sleeping."""
-
-
-_runtime_started = False
-
-
-def start_runtime() -> None:
-    """Load numba's threading runtime with this module's OpenMP settings (idempotent).
-
-    ``GOMP_SPINCOUNT`` is put in the environment only while the runtime loads
-    (GNU OpenMP reads it then), unless the user has set it or
-    ``OMP_WAIT_POLICY``, so child processes and torch's own OpenMP runtime
-    keep their defaults. Called before the first parallel kernel; importing
-    this module starts nothing (GNU OpenMP does not survive a ``fork`` once
-    its threads exist).
-    """
-    global _runtime_started
-    if _runtime_started:
-        return
-    keep = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
-    if not keep:
-        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
-    try:
-        numba.get_num_threads()  # loads the threading layer, which reads the environment
-    finally:
-        if not keep:
-            del os.environ["GOMP_SPINCOUNT"]
-    _runtime_started = True
+__all__ = ["PROBE_SHARE", "BatchKernel", "batch_kernel", "get_num_threads", "set_num_threads"]
 
 
 def set_num_threads(num_threads: int) -> int:
@@ -95,7 +57,6 @@ def set_num_threads(num_threads: int) -> int:
     if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
         raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
     count = min(num_threads, numba.config.NUMBA_NUM_THREADS)
-    start_runtime()
     numba.set_num_threads(count)
     return count
 
@@ -163,8 +124,6 @@ class BatchKernel:
             probe = _clock() >= self._next_probe
             if probe:
                 all_threads = 1 - all_threads
-        if not _runtime_started:
-            start_runtime()
         start = _clock()
         out = self.parallel(*args) if all_threads else self._on_one_thread(args)
         end = _clock()

@@ -1,6 +1,5 @@
 import dataclasses
 import math
-import os
 
 import numba
 import numpy as np
@@ -104,7 +103,6 @@ class FakeClock:
 def test_batch_kernel_runs_the_faster_thread_count_and_probes_the_other(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(threads, "_clock", clock)
-    monkeypatch.setattr(threads, "_runtime_started", True)
     cost = {"serial": 1.0, "one": 1.0, "all": 0.25}  # seconds per row
     log: list[str] = []
 
@@ -150,9 +148,3 @@ def test_set_num_threads_bounds_numba_threads():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="num_threads"):
             set_num_threads(bad)
-
-
-def test_runtime_setting_does_not_leak_into_the_environment():
-    user_set = "GOMP_SPINCOUNT" in os.environ
-    threads.start_runtime()
-    assert ("GOMP_SPINCOUNT" in os.environ) == user_set
