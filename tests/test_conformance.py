@@ -9,6 +9,9 @@ Learned models (``LEARNED_CASES``: ensembles in every propagation mode, continuo
 and discrete actions, learned or known reward and termination) get the same checks
 where they apply: they start from observations, have no legal mask beyond their
 terminal rows, clip continuous actions into the declared box, and may sample.
+
+Exact simulators (``SIMULATOR_CASES``: gymnasium's MuJoCo tasks stepped in batches) get
+them too: continuous actions clipped into the box, deterministic steps, a reset law.
 """
 
 from __future__ import annotations
@@ -401,3 +404,144 @@ def test_learned_same_generator_same_result(learned, learned_case):
     first = learned.step(start, actions, generator=torch.Generator().manual_seed(7))
     other = learned.step(start, actions, generator=torch.Generator().manual_seed(8))
     assert torch.equal(first.state, other.state) == learned_case.deterministic
+
+
+# ------------------------------------------------------------------ exact simulators
+# An exact simulator (MuJoCo state stepped in batches) is deterministic, has continuous
+# actions clipped into the declared box, no legal mask beyond its terminal rows, and starts
+# from a reset law (``initial_state(batch_size, np.random.Generator)``) or real envs.
+@dataclass(frozen=True)
+class SimulatorCase:
+    name: str
+    make: Callable[[], Model]
+
+
+def _mujoco_case(env_id: str) -> SimulatorCase:
+    def make() -> Model:
+        from mbrl.games.mujoco import MujocoConfig, MujocoModel
+
+        return MujocoModel(MujocoConfig(env_id=env_id))
+
+    return SimulatorCase(f"mujoco:{env_id}", make)
+
+
+SIMULATOR_CASES = [
+    _mujoco_case("InvertedPendulum-v5"),
+    _mujoco_case("HalfCheetah-v5"),
+    _mujoco_case("Hopper-v5"),
+]
+
+
+@pytest.fixture(scope="module", params=SIMULATOR_CASES, ids=[c.name for c in SIMULATOR_CASES])
+def simulator(request) -> Model:
+    return request.param.make()
+
+
+def simulator_actions(model: Model, batch: int, rng: np.random.Generator) -> torch.Tensor:
+    spec = model.spec
+    shape = (batch, *spec.action_shape)
+    return torch.from_numpy(rng.uniform(spec.action_low, spec.action_high, shape))
+
+
+def simulator_varied_states(model: Model, batch: int, seed: int) -> torch.Tensor:
+    """States after a random number (0 to 40) of random steps (terminal ones included)."""
+    rng = np.random.default_rng(seed)
+    depth = torch.from_numpy(rng.integers(0, 41, size=batch))
+    state = model.initial_state(batch, rng)
+    for t in range(40):
+        result = model.step(state, simulator_actions(model, batch, rng))
+        state = torch.where((depth > t)[:, None], result.state, state)
+    return state
+
+
+def test_simulator_protocol_and_spec(simulator):
+    assert isinstance(simulator, Model) and not isinstance(simulator, GameModel)
+    spec = simulator.spec
+    assert spec.num_players == 1 and spec.num_actions is None and len(spec.action_shape) == 1
+    assert len(spec.action_low) == len(spec.action_high) == spec.action_shape[0]
+    assert all(isinstance(d, int) and d > 0 for d in spec.obs_shape)
+
+
+def test_simulator_shapes_and_dtypes(simulator):
+    state = simulator_varied_states(simulator, 16, seed=0)
+    spec = simulator.spec
+    assert state.shape == (16, *spec.state_shape) and state.dtype == spec.state_dtype
+    obs = simulator.observe(state)
+    assert obs.shape == (16, *spec.obs_shape) and obs.dtype == torch.float32
+    legal = simulator.legal_actions(state)
+    assert legal.shape == (16, 1) and legal.dtype == torch.bool
+    assert torch.equal(legal[:, 0], ~simulator.is_terminal(state))
+    to_play = simulator.to_play(state)
+    assert to_play.shape == (16,) and to_play.dtype == torch.int64 and (to_play == 0).all()
+    result = simulator.step(state, simulator_actions(simulator, 16, np.random.default_rng(0)))
+    assert result.state.shape == state.shape and result.state.dtype == spec.state_dtype
+    assert result.reward.shape == (16,) and result.reward.dtype == torch.float32
+    assert result.terminal.shape == (16,) and result.terminal.dtype == torch.bool
+    assert torch.equal(result.terminal, simulator.is_terminal(result.state))
+    assert torch.isfinite(result.state).all() and torch.isfinite(result.reward).all()
+
+
+def test_simulator_no_mutation(simulator):
+    state = simulator_varied_states(simulator, 12, seed=1)
+    before = state.clone()
+    actions = simulator_actions(simulator, 12, np.random.default_rng(1)) * 3  # some outside
+    actions_before = actions.clone()
+    simulator.observe(state)[:] = 99.0
+    simulator.legal_actions(state)
+    simulator.to_play(state)
+    simulator.step(state, actions)
+    assert torch.equal(state, before) and torch.equal(actions, actions_before)
+
+
+def test_simulator_rows_are_independent(simulator):
+    state = simulator_varied_states(simulator, 10, seed=2)
+    actions = simulator_actions(simulator, 10, np.random.default_rng(2))
+    batched = simulator.step(state, actions)
+    for i in range(10):
+        single = simulator.step(state[i : i + 1], actions[i : i + 1])
+        assert torch.equal(single.state[0], batched.state[i])
+        assert single.reward[0] == batched.reward[i] and single.terminal[0] == batched.terminal[i]
+    assert torch.equal(simulator.observe(state)[3:4], simulator.observe(state[3:4]))
+
+
+def test_simulator_terminal_is_absorbing(simulator):
+    state = simulator_varied_states(simulator, 16, seed=3)
+    done = simulator.is_terminal(state)
+    if not done.any():
+        pytest.skip(f"{simulator.spec.name} never terminates")
+    assert not simulator.legal_actions(state)[done].any()
+    again = simulator.step(state, simulator_actions(simulator, 16, np.random.default_rng(3)))
+    assert torch.equal(again.state[done], state[done])
+    assert again.terminal[done].all() and (again.reward[done] == 0).all()
+
+
+def test_simulator_actions_outside_the_box_act_as_clipped(simulator):
+    spec = simulator.spec
+    state = simulator_varied_states(simulator, 8, seed=4)
+    wild = torch.from_numpy(np.random.default_rng(4).normal(0, 5, (8, *spec.action_shape)))
+    low, high = torch.tensor(spec.action_low), torch.tensor(spec.action_high)
+    assert ((wild < low) | (wild > high)).any()
+    outside, clipped = simulator.step(state, wild), simulator.step(state, wild.clamp(low, high))
+    assert torch.equal(outside.state, clipped.state) and torch.equal(outside.reward, clipped.reward)
+
+
+def test_simulator_wrong_shapes_are_refused(simulator):
+    state = simulator.initial_state(4, np.random.default_rng(5))
+    actions = simulator_actions(simulator, 4, np.random.default_rng(5))
+    with pytest.raises(ShapeError, match=r"\["):
+        simulator.step(state, actions[:3])
+    with pytest.raises(ShapeError):
+        simulator.step(state[:, :-1], actions)
+    with pytest.raises(ShapeError):
+        simulator.observe(state[0])
+    with pytest.raises(ShapeError):
+        simulator.legal_actions(state.float())
+
+
+def test_simulator_same_generator_same_result(simulator):
+    state = simulator_varied_states(simulator, 9, seed=6)
+    actions = simulator_actions(simulator, 9, np.random.default_rng(6))
+    first = simulator.step(state, actions, generator=torch.Generator().manual_seed(7))
+    second = simulator.step(state, actions, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first.state, second.state) and torch.equal(first.reward, second.reward)
+    assert simulator_varied_states(simulator, 5, 9).equal(simulator_varied_states(simulator, 5, 9))
