@@ -4,7 +4,9 @@
   product over the members;
 - :mod:`~mbrl.models.trainer`: bootstrap, held-out early stopping, elites, warm starts;
 - :mod:`~mbrl.models.learned`: an ensemble as a :class:`~mbrl.model.Model`, with the
-  propagation modes.
+  propagation modes;
+- :mod:`~mbrl.models.vector_env`: a gymnasium ``VectorEnv`` view of any one-player model,
+  reset from given real starts, for model-free agents to train in.
 """
 
 from .ensemble import (
@@ -18,6 +20,7 @@ from .ensemble import (
 )
 from .learned import LearnedModel, Propagation, RewardFn, TerminationFn
 from .trainer import EnsembleTrainer, FitReport, TrainerConfig, Transitions
+from .vector_env import ModelVectorEnv, StartFn, VectorEnvConfig, observation_starts
 
 __all__ = [
     "Activation",
@@ -29,10 +32,14 @@ __all__ = [
     "FitReport",
     "LearnedModel",
     "ModelDivergedError",
+    "ModelVectorEnv",
     "Normalizer",
     "Propagation",
     "RewardFn",
+    "StartFn",
     "TerminationFn",
     "TrainerConfig",
     "Transitions",
+    "VectorEnvConfig",
+    "observation_starts",
 ]
