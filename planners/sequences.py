@@ -36,6 +36,7 @@ __all__ = [
     "Expand",
     "ParticleModel",
     "PlanningProblem",
+    "RolloutFields",
     "WarmStart",
     "action_bounds",
     "default_expand",
@@ -163,6 +164,24 @@ def top_k(samples: Tensor, returns: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return torch.take_along_dim(samples, index[:, :, None, None], dim=1), values
 
 
+@dataclass(frozen=True, kw_only=True)
+class RolloutFields:
+    """How candidates are scored: horizon, particles and discount (every optimiser)."""
+
+    horizon: int = 15
+    """H, steps of each planned sequence; 15 in mbrl-lib's PETS cartpole, 10-30 in PETS."""
+    num_particles: int = 20
+    """P, rollouts per candidate whose returns are averaged; 20 in PETS, 1 for a
+    deterministic model."""
+    discount: float = 1.0
+    """Factor on each later step's reward, in (0, 1]; 1 in PETS and MB-MF."""
+
+    def __post_init__(self):
+        check_int_at_least(self, 1, "horizon", "num_particles")
+        if not 0.0 < self.discount <= 1.0:
+            fail(self, "discount", "be in (0, 1]")
+
+
 @dataclass(frozen=True)
 class PlanningProblem:
     """What one ``plan`` call optimises: the box, the batch and the scorer."""
@@ -204,7 +223,7 @@ class PlanningProblem:
 def planning_problem(
     model: Model,
     state: Tensor,
-    config: Any,
+    config: RolloutFields,
     generator: torch.Generator | None,
     expand: Expand | None,
     planner: str,

@@ -43,6 +43,7 @@ from .colored_noise import colored_noise
 from .sequences import (
     Expand,
     PlanningProblem,
+    RolloutFields,
     WarmStart,
     check_int_at_least,
     fail,
@@ -74,24 +75,6 @@ class PlanChoice(enum.Enum):
 
 
 # ---------------------------------------------------------------------- configs
-@dataclass(frozen=True, kw_only=True)
-class RolloutFields:
-    """How candidates are scored: horizon, particles and discount (every optimiser)."""
-
-    horizon: int = 15
-    """H, steps of each planned sequence; 15 in mbrl-lib's PETS cartpole, 10-30 in PETS."""
-    num_particles: int = 20
-    """P, rollouts per candidate whose returns are averaged; 20 in PETS, 1 for a
-    deterministic model."""
-    discount: float = 1.0
-    """Factor on each later step's reward, in (0, 1]; 1 in PETS and MB-MF."""
-
-    def __post_init__(self):
-        check_int_at_least(self, 1, "horizon", "num_particles")
-        if not 0.0 < self.discount <= 1.0:
-            fail(self, "discount", "be in (0, 1]")
-
-
 @dataclass(frozen=True, kw_only=True)
 class RandomShootingConfig(RolloutFields):
     """:class:`RandomShooting`."""
@@ -149,7 +132,7 @@ class MPPIConfig(RolloutFields):
     """Weighted updates per plan; 1 in PDDM (the warm start carries the rest), up to 5."""
     temperature: float = 0.1
     """lambda > 0: weights are ``softmax(return / lambda)``; smaller is greedier (PDDM's
-    reward weighting gamma is 1 / lambda, about 1-10). On the scale of the returns."""
+    reward-weighting gamma is 1 / lambda). On the scale of the returns: tune per task."""
     noise_std: float = 0.5
     """Std of the perturbations, in half-widths of the box; about 0.3-1 in PDDM/mbrl-lib."""
     filter_beta: float = 0.7
@@ -169,7 +152,7 @@ class MPPIConfig(RolloutFields):
 
 @dataclass(frozen=True, kw_only=True)
 class ICEMConfig(RolloutFields):
-    """:class:`ICEM` (defaults from Pinneri et al. 2020, Table S2)."""
+    """:class:`ICEM` (defaults as in Pinneri et al. 2020)."""
 
     population_size: int = 300
     """N, samples of the first iteration; 100-300 in iCEM."""

@@ -416,3 +416,40 @@ def test_plans_through_a_learned_ensemble(name):
         assert torch.isfinite(plan).all()
         assert ((plan >= torch.tensor(LOW)) & (plan <= torch.tensor(HIGH))).all()
         state = model.step(state, plan[:, 0], generator(21)).state
+
+
+def test_mppi_filters_its_noise_along_time():
+    """One sample: the plan is that sample, ``u_t = beta (mean_t + eps_t) + (1 - beta)
+    u_{t-1}`` from the centre, clipped; the same draws by hand."""
+    model = Quadratic()
+    config = MPPIConfig(
+        horizon=4, num_particles=1, population_size=1, noise_std=0.4, filter_beta=0.3
+    )
+    plan = MPPI(config).plan(model, STATES, generator(23))
+    low, high = torch.tensor(LOW), torch.tensor(HIGH)
+    centre, half_range = (low + high) / 2, (high - low) / 2
+    noise = 0.4 * half_range * torch.randn((2, 1, 4, D), generator=generator(23))
+    action, expected = centre.expand(2, D), []
+    for t in range(4):
+        action = 0.3 * (centre + noise[:, 0, t]) + 0.7 * action
+        expected.append(torch.clamp(action, low, high))
+    torch.testing.assert_close(plan, torch.stack(expected, 1))
+
+
+def test_icem_adds_its_mean_in_the_last_iteration():
+    """With one iteration the warm start (the shifted last plan) is itself a candidate:
+    the plan scores at least as well as it, though the noise alone would not."""
+    model = Quadratic()
+    planner = PLANNERS["icem"](keep_elites_fraction=0.0)
+    first = planner.plan(model, STATES, generator(24))
+    planner.config = replace(planner.config, num_iterations=1, population_size=40)
+    after = STATES.clone()
+    after[:, -1] += 1  # the world a step on: the shifted plan is near its optimum
+    second = planner.plan(model, after, generator(25))
+    centre = (torch.tensor(LOW) + torch.tensor(HIGH)) / 2
+    shifted = torch.cat([first[:, 1:], centre.expand(2, 1, D)], 1)
+    scores = score_sequences(model, after, torch.stack([second, shifted], 1))
+    assert (scores[:, 0] >= scores[:, 1]).all()
+    noise_only = ICEM(replace(planner.config, choice=PlanChoice.BEST))
+    alone = score_sequences(model, after, noise_only.plan(model, after, generator(25))[:, None])
+    assert (alone[:, 0] < scores[:, 1]).all()  # the test could fail without the mean
