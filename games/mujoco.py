@@ -35,10 +35,13 @@ Exactness. A step is the env's ``do_simulation`` (control held for ``frame_skip`
 carry is the constraint solver's warm start (``qacc_warmstart``): ``mujoco.rollout``
 starts each model step from a zero warm start, where a gymnasium env reuses the last
 accelerations. The RK4 tasks (InvertedPendulum, Hopper, Walker2d, Swimmer) then agree
-with gymnasium to rounding (1e-11 or better over 200 steps); in HalfCheetah (Euler
-integrator, many contacts) one step agrees to the solver's tolerance (about 1e-9) and
-open-loop trajectories drift apart as chaotic dynamics amplify it (about 1e-6 after 50
-steps, order 1 after 200).
+with gymnasium to rounding (states within about 1e-11 over 200 steps); in HalfCheetah
+(Euler integrator, many contacts) one step from a real env's state agrees to about
+1e-13, and open-loop trajectories drift apart as the chaotic dynamics amplify the
+solver's differences (about 3e-6 after 50 steps, order 1 after 200). A step needs
+nothing else of a ``MjData``: the tasks covered read only ``qpos`` and ``qvel``
+(Ant's contact forces and Reacher's body positions, which gymnasium reads from the
+last substep's ``MjData``, are not in the state, so those tasks are not covered).
 """
 
 from __future__ import annotations

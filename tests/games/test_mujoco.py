@@ -89,7 +89,7 @@ def test_one_step_from_a_real_state_is_exact(model):
         result = model.step(state_of(model, env), torch.from_numpy(action))
         _, reward, terminated, _, _ = env.step(action[0])
         real = state_of(model, env)[0].numpy()
-        np.testing.assert_allclose(result.state[0].numpy(), real, atol=1e-7)
+        np.testing.assert_allclose(result.state[0].numpy(), real, atol=1e-9)
         np.testing.assert_allclose(float(result.reward[0]), reward, rtol=1e-5, atol=1e-6)
         if terminated:
             env.reset(seed=4)
