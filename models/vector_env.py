@@ -38,7 +38,11 @@ ready ``VectorEnv`` instead of an id, (2) its evaluation kept on the real env, (
 step counter kept apart from real environment steps (imagined steps are not samples),
 and (4) a refresh of the starts (``reset(options={"starts": ...})``) and of the model
 between its iterations. Rewards and terminations are the model's; a truncation at the
-horizon is a time limit, so agents bootstrap it with ``V(final_obs)``.
+horizon is a time limit, so agents bootstrap it with ``V(final_obs)``. The off-policy
+loop (``mbrl.training.offpolicy``, MBPO's SAC) steps one real env and takes model
+rollouts through its ``ModelHook`` seam instead: there the view is a batch generator of
+imagined transitions (``obs, action, reward, final_obs`` where a row ended or else the
+next ``obs``, ``terminated``) for the hook to add to a model replay.
 """
 
 from __future__ import annotations
