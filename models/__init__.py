@@ -6,7 +6,9 @@
 - :mod:`~mbrl.models.learned`: an ensemble as a :class:`~mbrl.model.Model`, with the
   propagation modes;
 - :mod:`~mbrl.models.vector_env`: a gymnasium ``VectorEnv`` view of any one-player model,
-  reset from given real starts, for model-free agents to train in.
+  reset from given real starts, for model-free agents to train in;
+- :mod:`~mbrl.models.known`: known reward and termination functions of the suites' envs
+  (exact or approximate, each measured against the env), for a learned model to use.
 """
 
 from .ensemble import (
@@ -18,6 +20,7 @@ from .ensemble import (
     ModelDivergedError,
     Normalizer,
 )
+from .known import KnownFunctions, covered_envs, known_functions
 from .learned import LearnedModel, Propagation, RewardFn, TerminationFn
 from .trainer import EnsembleTrainer, FitReport, TrainerConfig, Transitions
 from .vector_env import ModelVectorEnv, StartFn, VectorEnvConfig, observation_starts
@@ -30,6 +33,7 @@ __all__ = [
     "EnsembleOutput",
     "EnsembleTrainer",
     "FitReport",
+    "KnownFunctions",
     "LearnedModel",
     "ModelDivergedError",
     "ModelVectorEnv",
@@ -41,5 +45,7 @@ __all__ = [
     "TrainerConfig",
     "Transitions",
     "VectorEnvConfig",
+    "covered_envs",
+    "known_functions",
     "observation_starts",
 ]
