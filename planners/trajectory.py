@@ -22,6 +22,14 @@ the centre of the box). Call ``reset()`` when the episodes start again, or
   decays over iterations, a fraction of the elites carried to the next iteration, the
   shifted elites of the last call, the mean added in the last iteration.
 
+Model-predictive control through a learned ensemble (its particles, one member each,
+are drawn inside the scorer from the start states)::
+
+    planner = CEM(CEMConfig(horizon=15, num_particles=20))
+    state = model.initial_state(obs)                # [B, 2 obs_dim + 2] from real obs
+    action = planner.plan(model, state, generator)[:, 0]   # [B, D], then step the envs
+    planner.reset(terminated | truncated)          # the rows whose episodes restart
+
 Letters: B start states, N population, P particles, H horizon, D action dims. The
 noise scales (``init_std``, ``noise_std``) are in units of half the box's width per
 dimension. Randomness comes only from the ``generator`` passed to ``plan``.
@@ -185,7 +193,11 @@ class ICEMConfig(RolloutFields):
         if not 0.0 <= self.keep_elites_fraction <= 1.0:
             fail(self, "keep_elites_fraction", "be in [0, 1]")
         if 2 * self.num_elites > self.population_size:
-            fail(self, "num_elites", f"be <= population_size / 2 ({self.population_size})")
+            fail(
+                self,
+                "num_elites",
+                f"be <= population_size / 2 (population_size={self.population_size})",
+            )
 
     def population(self, iteration: int) -> int:
         """Samples drawn in ``iteration`` (0-based): ``max(N gamma**-i, 2 K)``."""
