@@ -294,13 +294,13 @@ class WarmStart:
         return torch.where(fresh, centre, kept)
 
     def shifted(self, problem: PlanningProblem, *shape: int) -> Tensor:
-        """``[B, *shape, H, D]`` the kept sequences a step on, padded with the centre; the
-        centre everywhere when nothing is kept."""
+        """The kept sequences ``[B, ..., H, D]`` a step on, padded with the centre; the
+        centre ``[B, *shape, H, D]`` when nothing is kept."""
         last = self.last(problem)
-        fresh = problem.centre_plan(problem.batch, *shape)
         if last is None:
-            return fresh
-        return torch.cat([last[..., 1:, :], fresh[..., :1, :]], dim=-2)
+            return problem.centre_plan(problem.batch, *shape)
+        pad = torch.broadcast_to(problem.centre, last[..., :1, :].shape)
+        return torch.cat([last[..., 1:, :], pad], dim=-2)
 
 
 def fail(config: Any, field: str, requirement: str) -> None:

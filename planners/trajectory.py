@@ -251,7 +251,8 @@ class CEM:
 
     1. mean = the shifted last plan (the centre at first), std = ``init_std``;
     2. for each iteration: sample N sequences ``mean + std * eps``, clip them to the
-       box, score them, take the K best (elites);
+       box (mbrl-lib's ``clipped_normal``; PETS instead truncates the normal and shrinks
+       the variance near the bounds), score them, take the K best (elites);
     3. ``mean = alpha mean + (1 - alpha) mean(elites)``, likewise the std;
     4. return the last elites' mean (or the best sequence seen, ``PlanChoice.BEST``).
     """
@@ -339,6 +340,7 @@ class MPPI:
                 filtered[:, :, t] = action
             samples = problem.clip(filtered)
             weights = torch.softmax(problem.score(samples) / config.temperature, dim=1)
+            weights = torch.nan_to_num(weights, nan=1.0 / n)  # a row of -inf: uniform
             mean = torch.einsum("bn,bnhd->bhd", weights, samples)  # 3.
         self._warm.keep(mean)
         return mean  # 4.
@@ -376,7 +378,7 @@ class ICEM:
         std = (config.init_std * problem.half_range).expand_as(mean).clone()
         kept = None
         if not self._warm_elites.empty and config.num_kept > 0:
-            kept = self._warm_elites.shifted(problem, config.num_kept)
+            kept = self._warm_elites.shifted(problem)[:, : config.num_kept]
         best = _Best(problem)
         for i in range(config.num_iterations):
             shape = (b, config.population(i), d, h)

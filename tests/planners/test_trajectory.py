@@ -7,6 +7,7 @@ form of the coloured-noise spectrum.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -453,3 +454,20 @@ def test_icem_adds_its_mean_in_the_last_iteration():
     noise_only = ICEM(replace(planner.config, choice=PlanChoice.BEST))
     alone = score_sequences(model, after, noise_only.plan(model, after, generator(25))[:, None])
     assert (alone[:, 0] < scores[:, 1]).all()  # the test could fail without the mean
+
+
+class NaNRewards(Quadratic):
+    """Every reward is NaN (a diverged model): every candidate scores -inf."""
+
+    def step(self, state, action, generator=None) -> Step:
+        result = super().step(state, action, generator)
+        return Step(result.state, torch.full_like(result.reward, math.nan), result.terminal)
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_nan_returns_score_minus_infinity_and_plans_stay_in_the_box(name):
+    model = NaNRewards()
+    scores = score_sequences(model, STATES, torch.zeros(2, 3, 4, D))
+    assert (scores == -math.inf).all()
+    plan = PLANNERS[name]().plan(model, STATES, generator(26))
+    assert ((plan >= torch.tensor(LOW)) & (plan <= torch.tensor(HIGH))).all()
