@@ -471,3 +471,48 @@ def test_nan_returns_score_minus_infinity_and_plans_stay_in_the_box(name):
     assert (scores == -math.inf).all()
     plan = PLANNERS[name]().plan(model, STATES, generator(26))
     assert ((plan >= torch.tensor(LOW)) & (plan <= torch.tensor(HIGH))).all()
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi", "icem"])
+def test_receding_horizon_control_is_better_warm_started(name):
+    """MPC with two iterations per step: the executed actions are nearer the optimum
+    when each plan starts from the last one shifted than when it starts afresh."""
+    model = Quadratic()
+
+    def mpc_error(warm: bool) -> float:
+        planner = PLANNERS[name]()
+        planner.config = replace(planner.config, num_iterations=2, horizon=5)
+        g, state, total = generator(30), STATES.clone(), 0.0
+        for _ in range(8):
+            if not warm:
+                planner.reset()
+            action = planner.plan(model, state, g)[:, 0]
+            total += float((action - model.optimum(state, 1)[:, 0]).abs().max())
+            state = model.step(state, action).state
+        return total
+
+    assert mpc_error(warm=True) < 0.7 * mpc_error(warm=False)
+
+
+def test_scorer_averages_over_the_particles_of_a_given_expand():
+    """Particles that differ (each its own target offset): the score is the mean of the
+    particles' closed-form returns."""
+    model = Quadratic()
+    offsets = torch.tensor([[0.0, 0.0], [0.2, -0.1], [-0.3, 0.4]])
+
+    def expand(state, num_particles, generator=None):
+        rows = state.repeat_interleave(num_particles, dim=0).clone()
+        rows[:, :D] += offsets.repeat(state.shape[0], 1)
+        return rows
+
+    actions = torch.rand(2, 4, 3, D, generator=generator(27))
+    scores = score_sequences(model, STATES, actions, num_particles=3, expand=expand)
+    expected = torch.zeros(2, 4)
+    for offset in offsets:
+        shifted = STATES.clone()
+        shifted[:, :D] += offset
+        optimum = model.optimum(shifted, 3)[:, None]
+        expected += -((actions - optimum) ** 2).sum((-1, -2)) / 3
+    torch.testing.assert_close(scores, expected)
+    with pytest.raises(ShapeError, match="expand must return 6 rows"):
+        score_sequences(model, STATES, actions, num_particles=3, expand=lambda s, p, g: s)
