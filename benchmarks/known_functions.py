@@ -7,7 +7,8 @@ actions drawn from 1.5 times its box, to exercise the clip), then compares
 ``known.reward`` with the env's reward and ``known.termination`` with ``terminated``
 on every transition. For the locomotion envs it also gives the error of the forward
 velocity taken from ``next_obs`` alone (the x velocity at the end of the step), the
-estimate the functions improve on. Prints a markdown table.
+estimate the functions improve on, and the mean absolute forward velocity (the scale
+of the forward reward). Prints a markdown table.
 
     python benchmarks/known_functions.py                     # N=5000, seed 0
     python benchmarks/known_functions.py --num-steps 20000 --seed 1
@@ -81,11 +82,13 @@ def measure(env_id: str, num_steps: int, seed: int) -> dict[str, float | int | s
         "terminations": int(data["terminated"].sum()),
         "end_mean": "",
         "end_max": "",
+        "speed": "",
     }
     column = _X_VELOCITY_COLUMN.get(env_id)
     if column is not None:
         end_error = np.abs(data["next_obs"][:, column] - data["x_velocity"])
         row["end_mean"], row["end_max"] = f"{end_error.mean():.3g}", f"{end_error.max():.3g}"
+        row["speed"] = f"{np.abs(data['x_velocity']).mean():.3g}"
     return row
 
 
@@ -94,15 +97,15 @@ def main(config: Config) -> None:
     print(f"N={config.num_steps} transitions per env, seed {config.seed}\n")
     print(
         "| env | reward | mean abs error | max abs error | end velocity only: mean / max "
-        "| termination agrees | terminations |"
+        "| mean abs forward velocity | termination agrees | terminations |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for env_id in covered_envs():
         r = measure(env_id, config.num_steps, config.seed)
         end = f"{r['end_mean']} / {r['end_max']}" if r["end_mean"] else "-"
         print(
             f"| {r['env']} | {r['reward']} | {r['mean']:.3g} | {r['max']:.3g} | {end} "
-            f"| {r['agree']}/{config.num_steps} | {r['terminations']} |"
+            f"| {r['speed'] or '-'} | {r['agree']}/{config.num_steps} | {r['terminations']} |"
         )
 
 
