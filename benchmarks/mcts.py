@@ -41,10 +41,12 @@ Four measurements, same process, same start position (the empty board):
    milliseconds per batched call; no library code is changed.
 5. **Beside a busy core** (``--busy``). Every sims/s figure of parts 1-2 is
    also measured while a busy-loop process holds one core (pinned there; the
-   benchmark is not pinned), idle and busy windows alternating, and the ratio
-   busy / idle is printed per row. Then one random-rollout search per game
-   and batch size is profiled idle and busy, and the microseconds per call of
-   each numba kernel (the tree kernels and the game's) are compared.
+   benchmark is not pinned), idle and busy windows alternating, and the
+   slowdown (idle sims/s over busy sims/s) is printed per row; OpenSpiel's
+   single-threaded bot is the control (about 1x when nothing else runs).
+   Then one random-rollout search per game and batch size is profiled idle
+   and busy, and the microseconds per call of each numba kernel (the tree
+   kernels and the game's) are compared.
 
     python benchmarks/mcts.py                                   # about a minute
     python benchmarks/mcts.py --busy                            # about two minutes
@@ -547,7 +549,7 @@ def main(config: Config) -> None:
 
 
 def print_search_rows(rows, config: Config) -> None:
-    busy_header = " ours busy / idle | OpenSpiel busy / idle |" if config.busy else ""
+    busy_header = " ours slowdown busy | OpenSpiel slowdown busy |" if config.busy else ""
     print()
     print(
         "| evaluator | game | simulations | B | ours sims/s | OpenSpiel sims/s | ours / OpenSpiel |"
@@ -555,7 +557,7 @@ def print_search_rows(rows, config: Config) -> None:
     )
     print("|---|---|---|---|---|---|---|" + ("---|---|" if config.busy else ""))
     for kind, name, sims, batch, (ours, ours_busy), (peer, peer_busy) in rows:
-        busy = f" {ours_busy / ours:.2f}x | {peer_busy / peer:.2f}x |" if config.busy else ""
+        busy = f" {ours / ours_busy:.2f}x | {peer / peer_busy:.2f}x |" if config.busy else ""
         print(
             f"| {kind} | {name} | {sims} | {batch} | {ours:,.0f} | {peer:,.0f} "
             f"| {ours / peer:.1f}x |" + busy

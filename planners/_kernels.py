@@ -247,22 +247,31 @@ def set_prior(tree, b, n, logits, legal):
 
 
 @numba.njit(inline="always")
-def add_child(tree, b, n, a, reward, terminal, to_play, value):
-    """Append the child of edge (n, a) to row b; returns (child, value to back up)."""
+def add_child(tree, b, n, a, reward):
+    """Append a node to row b as the child of edge (n, a), whose mover gets ``reward``."""
     c = tree.num_nodes[b]
     tree.num_nodes[b] += 1
     tree.children[b, n, a] = c
     tree.child_reward[b, n, a] = reward
     tree.parent[b, c] = n
     tree.parent_action[b, c] = a
+    return c
+
+
+@numba.njit(inline="always")
+def set_node(tree, b, c, to_play, terminal, value):
+    """Fill in new node c of row b; returns the value to back up from it.
+
+    A terminal node is solved: its value is exactly 0 (the reward is on its edge).
+    """
     tree.to_play[b, c] = to_play
     tree.terminal[b, c] = terminal
-    if terminal:  # a terminal child is solved: its value is exactly 0
+    if terminal:
         tree.solved[b, c] = True
         tree.solved_value[b, c] = 0.0
         value = 0.0
     tree.raw_value[b, c] = value
-    return c, value
+    return value
 
 
 @numba.njit(inline="always")
@@ -342,7 +351,8 @@ def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
     for b in prange(node.shape[0]):
         n, a = node[b], action[b]
         if a >= 0:
-            leaf, v = add_child(tree, b, n, a, reward[b], terminal[b], to_play[b], value[b])
+            leaf = add_child(tree, b, n, a, reward[b])
+            v = set_node(tree, b, leaf, to_play[b], terminal[b], value[b])
             if not terminal[b]:
                 set_prior(tree, b, leaf, logits[b], legal[b])
         else:

@@ -346,7 +346,10 @@ class _States:
         new_states = new_states.detach()
         if self.array is not None and new_states.is_cpu and new_states.dtype == self.tensor.dtype:
             values = new_states.numpy()
-            self.array[rows, nodes[rows]] = values if grown is None else values[grown]
+            if grown is None:
+                self.array[rows, nodes] = values
+            else:
+                self.array[rows, nodes[rows]] = values[grown]
         else:
             index = torch.from_numpy(rows)
             self.tensor[index, torch.from_numpy(nodes[rows])] = new_states[index].to(

@@ -44,7 +44,14 @@ from dataclasses import dataclass, field
 
 import numba
 
-__all__ = ["PROBE_SHARE", "BatchKernel", "batch_kernel", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "COST_WEIGHT",
+    "PROBE_SHARE",
+    "BatchKernel",
+    "batch_kernel",
+    "get_num_threads",
+    "set_num_threads",
+]
 
 
 def set_num_threads(num_threads: int) -> int:
@@ -69,7 +76,14 @@ def get_num_threads() -> int:
 _clock = time.perf_counter
 
 PROBE_SHARE = 0.02
-"""Most of the wall time a :class:`BatchKernel` spends trying the build it is not running."""
+"""Most of the wall time a :class:`BatchKernel` spends trying the thread count it is not using."""
+COST_WEIGHT = 0.1
+"""Weight of the latest call in a :class:`BatchKernel`'s average cost per row.
+
+Small enough that stalls at one call in twenty still show in the average of
+all threads (a probe that happens to be fast does not undo a stall's record),
+large enough that a stall moves the average past one thread's at once.
+"""
 
 
 @dataclass(eq=False)
@@ -80,17 +94,17 @@ class BatchKernel:
     first) has fewer than ``min_parallel_batch`` rows, and ``parallel``
     otherwise, on all of the calling thread's numba threads or on one of
     them: whichever has been faster per row. Every such call is timed (an
-    exponential average of seconds per row for each thread count, the first
-    call of each left out as compilation), and now and then the other count
-    runs to check: the next such probe comes ``elapsed / PROBE_SHARE`` after a
-    probe that took ``elapsed``. On an idle machine all threads win; when
-    another process takes a core, a parallel region waits for the thread that
-    lost its core, the average jumps within a call or two, and one thread
-    takes over until a probe finds the core free again. One thread runs the
-    ``prange`` build rather than the serial one because the ``prange`` build
-    is the faster loop (numba hoists the loads of a record's fields out of
-    it). The builds and thread counts compute the same thing, so the choice
-    changes only the speed.
+    exponential average of seconds per row for each thread count, weight
+    :data:`COST_WEIGHT`, the first call of each left out as compilation), and
+    now and then the other count runs to check: the next such probe comes
+    ``elapsed / PROBE_SHARE`` after a probe that took ``elapsed``. On an idle
+    machine all threads win; when another process takes a core, a parallel
+    region waits for the thread that lost its core, the average jumps, and
+    one thread takes over until probes find the core free again. One thread
+    runs the ``prange`` build rather than the serial one because the
+    ``prange`` build is the faster loop (numba hoists the loads of a record's
+    fields out of it). The builds and thread counts compute the same thing,
+    so the choice changes only the speed.
     """
 
     serial: Callable
@@ -129,10 +143,10 @@ class BatchKernel:
         end = _clock()
         calls[all_threads] += 1
         per_row = (end - start) / batch_size
-        if calls[all_threads] == 2 or probe:
+        if calls[all_threads] == 2:
             cost[all_threads] = per_row
         elif calls[all_threads] > 2:
-            cost[all_threads] += 0.25 * (per_row - cost[all_threads])
+            cost[all_threads] += COST_WEIGHT * (per_row - cost[all_threads])
         if probe:
             self._next_probe = end + (end - start) / PROBE_SHARE
         return out
