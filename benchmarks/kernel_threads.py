@@ -21,7 +21,7 @@ thread. The chooser's own thread count is left out there: each figure is the
 ``prange`` build on all threads.
 
     python benchmarks/kernel_threads.py                      # about two minutes
-    python benchmarks/kernel_threads.py --compare-runtimes   # about three minutes
+    python benchmarks/kernel_threads.py --compare-runtimes --window 0.05   # about four
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Config:
     """Batch sizes of the game kernels (othello's playout stops at 4096)."""
     tree_batches: tuple[int, ...] = (1, 16, 64, 256, 1024)
     """Batch sizes of the tree kernels."""
-    window: float = 0.05
+    window: float = 0.03
     """Seconds per timing window (best of 3 windows per figure)."""
     rounds: int = 2
     """Idle and busy passes alternate this many times; each figure is the best round."""
