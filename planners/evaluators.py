@@ -48,10 +48,14 @@ class RandomRolloutEvaluator:
 
     def evaluate(self, state: Tensor) -> Evaluation:
         B = state.shape[0]
-        repeated = state.repeat(self.num_rollouts, *([1] * (state.ndim - 1)))
-        outcome = (
-            self.game.random_playouts(repeated, self.rng).reshape(self.num_rollouts, B).mean(0)
-        )
-        sign = 1.0 - 2.0 * self.game.to_play(state).float()
-        value = torch.where(self.game.is_terminal(state), 0.0, outcome * sign)
-        return Evaluation(torch.zeros(B, self.game.spec.num_actions), value)
+        repeated = state
+        if self.num_rollouts > 1:
+            repeated = state.repeat(self.num_rollouts, *([1] * (state.ndim - 1)))
+        # numpy for the few small element-wise steps: a dozen torch calls cost more than
+        # the playouts themselves at B=1
+        outcome = self.game.random_playouts(repeated, self.rng).numpy()
+        outcome = outcome.reshape(self.num_rollouts, B).mean(0, dtype=np.float32)
+        sign = 1.0 - 2.0 * self.game.to_play(state).numpy().astype(np.float32)
+        value = np.where(self.game.is_terminal(state).numpy(), np.float32(0.0), outcome * sign)
+        logits = torch.zeros(B, self.game.spec.num_actions)
+        return Evaluation(logits, torch.from_numpy(value.astype(np.float32, copy=False)))

@@ -184,8 +184,11 @@ class SelfPlayWorker:
         device: str = "cpu",
         num_threads: int | None = None,
     ):
-        if num_threads is not None:
+        if num_threads is not None:  # a Ray actor: torch's and the numba kernels' threads
+            from mbrl.planners.threads import set_num_threads
+
             torch.set_num_threads(num_threads)
+            set_num_threads(num_threads)
         self.game = games.make(game_name)
         self.mcts_config = mcts_config
         self.temperature_moves = temperature_moves
