@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 import tyro
+from _matmul import matmul_rate
 from torch import nn
 
 from mbrl.models import Ensemble, EnsembleConfig
@@ -132,25 +133,6 @@ def layer_shapes(config: Config) -> list[tuple[int, int]]:
     return list(itertools.pairwise(sizes))
 
 
-def matmul_rate(config: Config, g: torch.Generator, seconds: float = 1.0) -> float:
-    """fp32 FLOP/s of ``torch.matmul`` over the ensemble's layer shapes, best of 3 windows."""
-    e, b = config.num_members, config.batch_size
-    pairs = [
-        (torch.randn(e, b, i, generator=g), torch.randn(e, i, o, generator=g))
-        for i, o in layer_shapes(config)
-    ]
-    flops = sum(2 * e * b * i * o for i, o in layer_shapes(config))
-    best = 0.0
-    for _ in range(3):
-        done, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            for x, w in pairs:
-                torch.matmul(x, w)
-            done += 1
-        best = max(best, done * flops / elapsed)
-    return best
-
-
 def main(config: Config) -> None:
     torch.set_num_threads(config.threads)
     g = torch.Generator().manual_seed(config.seed)
@@ -174,7 +156,7 @@ def main(config: Config) -> None:
         done = config.chunks_per_window * config.steps_per_chunk
         for name in steps:
             best[name] = max(best[name], done / elapsed[name])
-    peak = matmul_rate(config, g)
+    peak = matmul_rate(layer_shapes(config), config.num_members, config.batch_size, g)
     # Forward 2 B in out per layer and member; backward (input and weight gradients) twice.
     step_flops = 3 * sum(
         2 * config.num_members * config.batch_size * i * o for i, o in layer_shapes(config)

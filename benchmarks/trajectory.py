@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import tyro
+from _matmul import matmul_rate
 
 from mbrl.models import Ensemble, EnsembleConfig, LearnedModel, Propagation
 from mbrl.planners.trajectory import CEM, CEMConfig
@@ -98,24 +99,6 @@ def make_model(config: Config, g: torch.Generator) -> LearnedModel:
 def layer_shapes(config: Config, model: LearnedModel) -> list[tuple[int, int]]:
     sizes = [model.ensemble.config.num_inputs, *config.hidden_sizes]
     return list(itertools.pairwise([*sizes, model.ensemble.config.num_outputs]))
-
-
-def matmul_rate(shapes, members: int, rows: int, g: torch.Generator, seconds=1.0) -> float:
-    """fp32 FLOP/s of ``torch.matmul`` on ``[E', C, in] x [E', in, out]``, best of 3."""
-    pairs = [
-        (torch.randn(members, rows, i, generator=g), torch.randn(members, i, o, generator=g))
-        for i, o in shapes
-    ]
-    flops = sum(2 * members * rows * i * o for i, o in shapes)
-    best = 0.0
-    for _ in range(3):
-        done, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            for x, w in pairs:
-                torch.matmul(x, w)
-            done += 1
-        best = max(best, done * flops / elapsed)
-    return best
 
 
 def main(config: Config) -> None:
