@@ -24,6 +24,7 @@ AGENTS: dict[str, str] = {
     "ddpg": "mbrl.algorithms.ddpg:DDPG",
     "td3": "mbrl.algorithms.td3:TD3",
     "sac": "mbrl.algorithms.sac:SAC",
+    "pets": "mbrl.algorithms.pets:PETS",
     "alphazero": "mbrl.algorithms.alphazero:AlphaZero",
 }
 

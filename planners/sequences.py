@@ -279,6 +279,13 @@ class WarmStart:
     def empty(self) -> bool:
         return self._kept is None
 
+    def state_dict(self) -> dict:
+        """The kept sequences and reset rows (to checkpoint a planner mid-episode)."""
+        return {"kept": self._kept, "fresh": self._fresh}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._kept, self._fresh = state["kept"], state["fresh"]
+
     def last(self, problem: PlanningProblem) -> Tensor | None:
         """The kept sequences as they were, reset rows at the centre (None if none)."""
         if self._kept is None:

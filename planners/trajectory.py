@@ -211,7 +211,22 @@ class ICEMConfig(RolloutFields):
 
 
 # ---------------------------------------------------------------------- optimisers
-class RandomShooting:
+class _WarmStarted:
+    """``state_dict``/``load_state_dict`` of an optimiser: its warm starts (the last plan,
+    iCEM's kept elites), so that a checkpointed MPC run plans on as it would have."""
+
+    def state_dict(self) -> dict:
+        return {name: warm.state_dict() for name, warm in self._warm_starts().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, warm in self._warm_starts().items():
+            warm.load_state_dict(state[name])
+
+    def _warm_starts(self) -> dict[str, WarmStart]:
+        return {name: v for name, v in vars(self).items() if isinstance(v, WarmStart)}
+
+
+class RandomShooting(_WarmStarted):
     """Uniform random sequences; the best one (by mean return over particles) is the plan.
     The last plan, shifted, is one of the candidates, so a plan is never lost."""
 
@@ -246,7 +261,7 @@ def _refit(mean: Tensor, std: Tensor, elites: Tensor, alpha: float) -> tuple[Ten
     return alpha * mean + (1 - alpha) * elite_mean, alpha * std + (1 - alpha) * elite_std
 
 
-class CEM:
+class CEM(_WarmStarted):
     """The cross-entropy method over sequences (PETS; mbrl-lib's ``CEMOptimizer``):
 
     1. mean = the shifted last plan (the centre at first), std = ``init_std``;
@@ -299,7 +314,7 @@ class _Best:
         self.value = torch.where(better, value, self.value)
 
 
-class MPPI:
+class MPPI(_WarmStarted):
     """Model-predictive path integral control with PDDM's filtered noise:
 
     1. mean = the shifted last plan; u_{-1} = the first action of the last plan;
@@ -346,7 +361,7 @@ class MPPI:
         return mean  # 4.
 
 
-class ICEM:
+class ICEM(_WarmStarted):
     """Improved CEM (Pinneri et al. 2020, Algorithm 1), per plan call:
 
     1. mean = the shifted last plan, std = ``init_std``; kept = the last call's best

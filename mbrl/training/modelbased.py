@@ -1,0 +1,356 @@
+"""What the model-predictive agents (PETS, MB-MF) share: the dynamics ensemble, its data
+and fits, the trajectory optimiser, and planning from a real environment's state.
+
+- config sections :class:`DynamicsFields` (the ensemble and its trainer) and
+  :class:`PlannerFields` (the optimiser and its rollouts), flat flags like the others;
+- :func:`setup_model_based`: checks the env, makes the replay of real transitions, the
+  collector, the ensemble (known reward and termination where the env has them), the
+  world the planner plans in (the learned model or the exact MuJoCo model) and the
+  planner; :func:`fit_dynamics` fits the ensemble to everything collected so far;
+- :class:`MPC`: the planner's first action for an observation or a real env's state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import tyro
+from rich.console import Console
+from torch import Tensor
+
+from mbrl.games import mujoco as exact_mujoco
+from mbrl.models import (
+    Ensemble,
+    EnsembleConfig,
+    EnsembleKind,
+    EnsembleTrainer,
+    LearnedModel,
+    Propagation,
+    TrainerConfig,
+    Transitions,
+    known_functions,
+)
+from mbrl.planners.trajectory import (
+    CEM,
+    ICEM,
+    MPPI,
+    CEMConfig,
+    ICEMConfig,
+    MPPIConfig,
+    RandomShooting,
+    RandomShootingConfig,
+)
+from mbrl.training.checkpoint import RngStates
+from mbrl.training.config import at_least, check_run_fields, fail, in_range, positive
+from mbrl.training.offpolicy import Collector, check_continuous_env
+from mbrl.training.replay import ReplayBuffer
+from mbrl.training.runs import new_run_dir
+
+__all__ = [
+    "MPC",
+    "DynamicsFields",
+    "PlannerFields",
+    "PlannerKind",
+    "WorldKind",
+    "fit_dynamics",
+    "make_planner",
+    "model_based_parts",
+    "setup_model_based",
+    "validate_model_based_config",
+]
+
+
+class PlannerKind(enum.Enum):
+    """The trajectory optimiser of an MPC agent."""
+
+    CEM = "cem"
+    """Cross-entropy method (PETS)."""
+    ICEM = "icem"
+    """Improved CEM: coloured noise, decaying population, kept elites."""
+    MPPI = "mppi"
+    """Model-predictive path integral with PDDM's filtered noise."""
+    RANDOM = "random"
+    """Random shooting (MB-MF)."""
+
+
+class WorldKind(enum.Enum):
+    """What the planner plans in."""
+
+    LEARNED = "learned"
+    """The learned ensemble (the algorithm)."""
+    EXACT = "exact"
+    """The exact MuJoCo simulator from the real env's state: the ground-truth ceiling
+    (MBBL's GT-CEM); no ensemble is fitted."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicsFields:
+    """Agents that learn a dynamics ensemble (PETS, MB-MF)."""
+
+    ensemble_size: int = 7
+    """E, ensemble members; 5-7 in PETS and mbrl-lib, 1 a single network (MB-MF)."""
+    model_elites: int = 5
+    """Members with the best held-out scores that predictions use; <= ensemble_size."""
+    probabilistic: bool = True
+    """Gaussian members trained by NLL (PETS); False: deterministic members, MSE (MB-MF)."""
+    model_hidden_sizes: tuple[int, ...] = (200, 200, 200, 200)
+    """Hidden widths of each member (SiLU); 4x200 in PETS/mbrl-lib, 2x500 in MB-MF."""
+    model_lr: float = 1e-3
+    """Adam learning rate of the ensemble; 1e-4-1e-3."""
+    model_weight_decay: float = 5e-5
+    """L2 on the member weights; 1e-5-1e-4."""
+    model_batch_size: int = 256
+    """Transitions per member per gradient step; 32-512."""
+    model_max_epochs: int = 200
+    """Most epochs of one fit (it stops earlier when held-out scores stop improving)."""
+    model_patience: int = 5
+    """Epochs without a held-out improvement before a fit stops; 5-25."""
+    model_holdout: float = 0.2
+    """Share of the data held out for early stopping and elites, in [0, 1)."""
+    model_train_every: int = 200
+    """Environment steps between fits (mbrl-lib's freq_train_model: one trial)."""
+    learned_reward: bool = False
+    """Learn the reward (and termination) even where the env's are known functions of the
+    observation; where none are known the model learns them anyway."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannerFields:
+    """Agents that plan with a trajectory optimiser (PETS, MB-MF)."""
+
+    planner: Annotated[PlannerKind, tyro.conf.EnumChoicesFromValues] = PlannerKind.CEM
+    """The optimiser: cem, icem, mppi or random (shooting)."""
+    horizon: int = 15
+    """H, steps planned ahead; 15 in mbrl-lib's PETS cartpole, 10-30."""
+    population_size: int = 350
+    """N, candidate sequences per iteration; 350-500 in PETS, 1000+ for random shooting."""
+    num_elites: int = 35
+    """K, elites refitted to (cem, icem); a tenth of N in PETS; <= population_size."""
+    num_iterations: int = 5
+    """Optimiser iterations per plan (cem 5, icem 3, mppi 1; random shooting has one)."""
+    alpha: float = 0.1
+    """Momentum of the refit (cem, icem): weight of the old mean and std, in [0, 1)."""
+    num_particles: int = 20
+    """P, rollouts per candidate (one ensemble member each); 20 in PETS, 1 deterministic."""
+    propagation: Annotated[Propagation, tyro.conf.EnumChoicesFromValues] = Propagation.TS_INF
+    """How particles use the members: ts_inf (PETS), ts1, mean or expectation."""
+    model: Annotated[WorldKind, tyro.conf.EnumChoicesFromValues] = WorldKind.LEARNED
+    """Plan in the learned model, or in the exact MuJoCo simulator (the ceiling)."""
+
+
+def validate_model_based_config(config: Any) -> None:
+    """The checks of :class:`DynamicsFields` and :class:`PlannerFields`; messages name the
+    field (``PETSConfig.num_elites must be <= population_size (350), got 400``)."""
+    check_run_fields(config)
+    at_least(config, 1, "ensemble_size", "model_elites", "model_batch_size",
+             "model_max_epochs", "model_patience", "model_train_every", "horizon",
+             "population_size", "num_elites", "num_iterations", "num_particles")  # fmt: skip
+    if config.model_elites > config.ensemble_size:
+        fail(config, "model_elites", f"be <= ensemble_size ({config.ensemble_size})")
+    if not config.model_hidden_sizes or min(config.model_hidden_sizes) < 1:
+        fail(config, "model_hidden_sizes", "be positive sizes")
+    positive(config, "model_lr")
+    at_least(config, 0.0, "model_weight_decay")
+    in_range(config, "model_holdout", 0.0, 1.0, open_high=True)
+    in_range(config, "alpha", 0.0, 1.0, open_high=True)
+    if config.planner in (PlannerKind.CEM, PlannerKind.ICEM):
+        if config.num_elites > config.population_size:
+            fail(config, "num_elites", f"be <= population_size ({config.population_size})")
+    if config.planner is PlannerKind.ICEM and 2 * config.num_elites > config.population_size:
+        fail(config, "num_elites", f"be <= population_size / 2 for icem "
+             f"({config.population_size / 2:g})")  # fmt: skip
+    if config.model is WorldKind.EXACT and config.env not in exact_mujoco.available():
+        fail(config, "model", f"be 'learned' for {config.env}: the exact model covers "
+             f"{', '.join(exact_mujoco.available())}")  # fmt: skip
+
+
+def make_planner(config: Any, exact: bool = False):
+    """The optimiser the config names; one particle on the exact (deterministic) model."""
+    rollouts = {
+        "horizon": config.horizon,
+        "num_particles": 1 if exact else config.num_particles,
+    }
+    if config.planner is PlannerKind.RANDOM:
+        return RandomShooting(
+            RandomShootingConfig(population_size=config.population_size, **rollouts)
+        )
+    if config.planner is PlannerKind.MPPI:
+        return MPPI(
+            MPPIConfig(
+                population_size=config.population_size,
+                num_iterations=config.num_iterations,
+                **rollouts,
+            )
+        )
+    population = {
+        "population_size": config.population_size,
+        "num_elites": config.num_elites,
+        "num_iterations": config.num_iterations,
+        "alpha": config.alpha,
+    }
+    if config.planner is PlannerKind.ICEM:
+        return ICEM(ICEMConfig(**population, **rollouts))
+    return CEM(CEMConfig(**population, **rollouts))
+
+
+def setup_model_based(
+    agent: Any, env: str, config: Any, *, run_dir: str | Path | None, console: Console | None
+) -> None:
+    """The attributes every MPC agent has (its pseudocode's initialisation): config,
+    console, device, RNGs, the replay of real transitions, the collector, counters, run
+    folder, the ensemble with its trainer, the world planned in and the planner."""
+    obs_space, action_space = check_continuous_env(env, agent.algo.upper())
+    config = agent.Config(env=env) if config is None else dataclasses.replace(config, env=env)
+    agent.config = config
+    agent.console = console or Console(quiet=True)
+    agent.device = torch.device(config.device)
+    agent.obs_shape = tuple(obs_space.shape)
+    if len(agent.obs_shape) != 1:
+        raise ValueError(f"{agent.algo.upper()} needs flat observations; {env} has {obs_space}")
+    obs_dim, action_dim = agent.obs_shape[0], action_space.shape[0]
+    agent.action_low, agent.action_high = action_space.low, action_space.high
+    torch.manual_seed(config.seed)
+    agent.rng = np.random.default_rng(config.seed)
+    agent.generator = torch.Generator(agent.device).manual_seed(config.seed)
+    agent.fit_generator = torch.Generator().manual_seed(config.seed + 1)  # splits, bootstraps
+    agent.replay = ReplayBuffer(max(config.total_steps, 1), agent.obs_shape, action_dim)
+    agent.collector = Collector(env, config.seed, agent.replay)
+    agent.counters = {"steps": 0, "episodes": 0, "fits": 0, "last_fit": 0}
+    agent.run_dir = (
+        Path(run_dir) if run_dir else new_run_dir(config.run_dir, agent.algo, config.env)
+    )
+    known = None if config.learned_reward else known_functions(env)
+    agent.ensemble = Ensemble(
+        EnsembleConfig(
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            kind=EnsembleKind.PROBABILISTIC if config.probabilistic else EnsembleKind.DETERMINISTIC,
+            num_members=config.ensemble_size,
+            num_elites=config.model_elites,
+            hidden_sizes=tuple(config.model_hidden_sizes),
+            learn_reward=known is None,
+            learn_termination=known is None,
+        ),
+        generator=torch.Generator().manual_seed(config.seed),
+    ).to(agent.device)
+    agent.model_trainer = EnsembleTrainer(
+        agent.ensemble,
+        TrainerConfig(
+            learning_rate=config.model_lr,
+            weight_decay=config.model_weight_decay,
+            batch_size=config.model_batch_size,
+            holdout_fraction=config.model_holdout,
+            max_epochs=config.model_max_epochs,
+            patience=config.model_patience,
+        ),
+    )
+    agent.learned_model = LearnedModel(
+        agent.ensemble,
+        propagation=config.propagation,
+        reward_fn=None if known is None else known.reward,
+        termination_fn=None if known is None else known.termination,
+        action_low=action_space.low,
+        action_high=action_space.high,
+        name=f"learned:{env}",
+    )
+    exact = config.model is WorldKind.EXACT
+    world = (
+        exact_mujoco.MujocoModel(exact_mujoco.MujocoConfig(env_id=env))
+        if exact
+        else agent.learned_model
+    )
+    agent.mpc = MPC(world, make_planner(config, exact), agent.generator)
+
+
+def fit_dynamics(agent: Any) -> dict[str, float]:
+    """Fit the ensemble to every real transition so far (warm start: the weights and Adam
+    state of the last fit); returns the fit's metrics for progress.csv."""
+    arrays = dict(zip(agent.replay.names, agent.replay.arrays(), strict=True))
+    size = len(agent.replay)
+    rows = {name: torch.from_numpy(array[:size]) for name, array in arrays.items()}
+    data = Transitions(
+        obs=rows["obs"],
+        action=rows["action"],
+        next_obs=rows["next_obs"],
+        reward=rows["reward"],
+        terminated=rows["terminated"] > 0.5,
+    )
+    report = agent.model_trainer.fit(data, generator=agent.fit_generator, console=agent.console)
+    agent.counters["fits"] += 1
+    agent.counters["last_fit"] = agent.counters["steps"]
+    best = report.validation_scores[list(report.elites)]
+    return {
+        "model/validation_score": float(best.mean()),
+        "model/epochs": float(report.epochs),
+        "model/train_loss": float(report.train_loss_history[-1].mean()),
+        "model/transitions": float(size),
+    }
+
+
+def model_based_parts(agent: Any, training: bool) -> dict[str, Any]:
+    """Checkpoint parts of an MPC agent: the ensemble (with its normaliser and elites) and
+    its optimiser; for training also the replay, collector, RNGs and the plan in hand."""
+    parts = {"ensemble": agent.ensemble, "model_optimizer": agent.model_trainer}
+    if training:
+        parts |= {
+            "replay": agent.replay,
+            "collector": agent.collector,
+            "rng": RngStates(agent.rng, agent.generator),
+            "fit_rng": _GeneratorPart(agent.fit_generator),
+            "plan": agent.mpc.planner,
+        }
+    return parts
+
+
+class _GeneratorPart:
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
+class MPC:
+    """Model-predictive control: plan from where the env is, execute the first action.
+
+    ``world`` is a :class:`~mbrl.models.LearnedModel` (start states from observations)
+    or an exact :class:`~mbrl.games.mujoco.MujocoModel` (start states from the real
+    env's simulator state: :meth:`act_in`)."""
+
+    def __init__(self, world: Any, planner: Any, generator: torch.Generator):
+        self.world, self.planner, self.generator = world, planner, generator
+        self.exact = isinstance(world, exact_mujoco.MujocoModel)
+
+    def reset(self, rows: Tensor | None = None) -> None:
+        """Forget the warm start (a new episode)."""
+        self.planner.reset(rows)
+
+    def plan(self, start: Tensor) -> np.ndarray:
+        """``[B, D]`` first actions of the plans from start states ``[B, *S]``."""
+        plan = self.planner.plan(self.world, start, self.generator)
+        return plan[:, 0].cpu().numpy()
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``[B, D]`` actions for observations ``[B, O]`` (learned model only)."""
+        if self.exact:
+            raise ValueError(
+                "the exact MuJoCo model plans from the simulator's state, which an "
+                "observation does not hold: act in a real env with act_in(env)"
+            )
+        obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        return self.plan(self.world.initial_state(obs_t, 1, self.generator))
+
+    def act_in(self, env: Any, obs: np.ndarray) -> np.ndarray:
+        """``[D]`` the action for one real env whose observation is ``obs``."""
+        if self.exact:
+            return self.plan(exact_mujoco.state_of(self.world, env))[0]
+        return self.act(obs[None])[0]
