@@ -70,6 +70,9 @@ class PETSConfig(PlannerFields, DynamicsFields, DeviceFields, RunFields, EnvFiel
     """Environment steps between checkpoints (also every few minutes and at the end)."""
     log_every: int = 200
     """Environment steps between rows of speed in progress.csv."""
+    model_batch_size: int = 32
+    """Transitions per member per gradient step; 32 in PETS and mbrl-lib's PETS (small
+    data: more steps per epoch)."""
     initial_random_steps: int = 200
     """Steps of uniformly random actions before the first fit (mbrl-lib: one trial)."""
 
