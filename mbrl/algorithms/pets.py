@@ -177,7 +177,7 @@ class PETS:
                     counters["episodes"] += 1
                     self.mpc.reset()
                     row |= episode
-                if step % config.log_every == 0:
+                if step % config.log_every == 0 or step == total:
                     row["charts/SPS"] = run.speed(step)
                 if config.eval_episodes and (
                     crossed(step - 1, step, config.eval_every) or step == total

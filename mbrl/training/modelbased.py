@@ -48,6 +48,7 @@ from mbrl.planners.trajectory import (
 )
 from mbrl.training.checkpoint import RngStates
 from mbrl.training.config import at_least, check_run_fields, fail, in_range, positive
+from mbrl.training.envs import check_env_id
 from mbrl.training.offpolicy import Collector, check_continuous_env
 from mbrl.training.replay import ReplayBuffer
 from mbrl.training.runs import new_run_dir
@@ -148,6 +149,7 @@ def validate_model_based_config(config: Any) -> None:
     """The checks of :class:`DynamicsFields` and :class:`PlannerFields`; messages name the
     field (``PETSConfig.num_elites must be <= population_size (350), got 400``)."""
     check_run_fields(config)
+    check_env_id(config.env)
     at_least(config, 1, "ensemble_size", "model_elites", "model_batch_size",
              "model_max_epochs", "model_patience", "model_train_every", "horizon",
              "population_size", "num_elites", "num_iterations", "num_particles")  # fmt: skip
