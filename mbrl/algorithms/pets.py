@@ -40,10 +40,9 @@ from mbrl.training.modelbased import (
     MPC,
     DynamicsFields,
     PlannerFields,
-    WorldKind,
-    fit_dynamics,
     make_planner,
     model_based_parts,
+    mpc_step,
     setup_model_based,
     validate_model_based_config,
 )
@@ -152,31 +151,15 @@ class PETS:
     # ---------------------------------------------------------------- training
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` environment steps (counting steps already done)."""
-        config, counters, collector = self.config, self.counters, self.collector
+        config, counters = self.config, self.counters
         total = config.total_steps if total_steps is None else total_steps
         start = counters["steps"]
         spec = RunSpec(self.algo, config.env, config, self.run_dir, total, start, start)
-        learned = config.model is WorldKind.LEARNED
         metrics: dict[str, float] = {}
         with Run(spec, self.checkpoint, self.console) as run:
             while run.going(counters["steps"]):
-                step, row = counters["steps"], {}
-                random_phase = step < config.initial_random_steps  # 1.
-                due = (
-                    counters["fits"] == 0 or step - counters["last_fit"] >= config.model_train_every
-                )
-                if learned and not random_phase and due:  # 3.
-                    row |= fit_dynamics(self)
-                if random_phase:
-                    action = collector.random_action()
-                else:  # 4.-5.
-                    action = self.mpc.act_in(collector.env, collector.obs)
-                episode = collector.step(action)
-                counters["steps"] = step = step + 1
-                if episode:  # 6.
-                    counters["episodes"] += 1
-                    self.mpc.reset()
-                    row |= episode
+                row = mpc_step(self)  # 1.-6.
+                step = counters["steps"]
                 if step % config.log_every == 0 or step == total:
                     row["charts/SPS"] = run.speed(step)
                 if config.eval_episodes and (

@@ -62,6 +62,7 @@ __all__ = [
     "fit_dynamics",
     "make_planner",
     "model_based_parts",
+    "mpc_step",
     "setup_model_based",
     "validate_model_based_config",
 ]
@@ -293,6 +294,31 @@ def fit_dynamics(agent: Any) -> dict[str, float]:
         "model/train_loss": float(report.train_loss_history[-1].mean()),
         "model/transitions": float(size),
     }
+
+
+def mpc_step(agent: Any) -> dict[str, float]:
+    """One real environment step of MPC with data aggregation (PETS's and MB-MF's loop
+    body): fit the model when due (after ``initial_random_steps``, then every
+    ``model_train_every`` steps), act uniformly at random before
+    ``initial_random_steps`` and by the planner's first action after, store the
+    transition, reset the warm start at an episode's end. Returns the row to log."""
+    config, counters, collector = agent.config, agent.counters, agent.collector
+    step, row = counters["steps"], {}
+    random_phase = step < config.initial_random_steps
+    due = counters["fits"] == 0 or step - counters["last_fit"] >= config.model_train_every
+    if agent.mpc.world is agent.learned_model and not random_phase and due:
+        row |= fit_dynamics(agent)
+    if random_phase:
+        action = collector.random_action()
+    else:
+        action = agent.mpc.act_in(collector.env, collector.obs)
+    episode = collector.step(action)
+    counters["steps"] = step + 1
+    if episode:
+        counters["episodes"] += 1
+        agent.mpc.reset()
+        row |= episode
+    return row
 
 
 def model_based_parts(agent: Any, training: bool) -> dict[str, Any]:

@@ -246,12 +246,16 @@ class OnPolicyLoop:
         total_steps: int,
         update: Callable[[RolloutBuffer, float], dict[str, float]],
         checkpoint: Callable[[], Path],
+        *,
+        run_as: tuple[str, Any] | None = None,
     ) -> dict[str, float]:
         """Collect rollouts and call ``update(buffer, progress_remaining)`` until ``total_steps``.
 
         ``progress_remaining`` goes from 1 to 0 over the run (for annealing).
         Logs every ``log_every`` env steps, evaluates every ``eval_every`` and
-        checkpoints every ``checkpoint_every``; returns the last metrics.
+        checkpoints every ``checkpoint_every``; returns the last metrics. ``run_as``
+        ``(algo, config)`` names the run another agent owns (MB-MF's fine-tuning stage,
+        inside its run folder).
         """
         config, counters = self.config, self.counters
         steps_per_rollout = config.num_steps * config.num_envs
@@ -264,7 +268,8 @@ class OnPolicyLoop:
             0.0,
         )
         start = counters["steps"]
-        spec = RunSpec(self.algo, config.env, config, self.run_dir, total_steps, start, start)
+        algo, run_config = run_as or (self.algo, config)
+        spec = RunSpec(algo, config.env, run_config, self.run_dir, total_steps, start, start)
         with Run(spec, checkpoint, self.console) as run:
             while run.going(counters["steps"]):
                 tick = time.perf_counter()
