@@ -37,17 +37,18 @@ import torch
 import tyro
 from rich.console import Console
 
-from mbrl.training.checkpoint import agent_files
 from mbrl.training.config import DeviceFields, EnvFields, RunFields, at_least, fail, positive
-from mbrl.training.envs import make_env
 from mbrl.training.modelbased import (
     MPC,
     DynamicsFields,
     PlannerFields,
     PlannerKind,
     WorldKind,
+    checked_obs,
     make_planner,
     model_based_parts,
+    mpc_agent,
+    mpc_returns,
     mpc_step,
     setup_model_based,
     validate_model_based_config,
@@ -168,16 +169,13 @@ def _finetuner(config: MBMFConfig, run_dir: Path, console: Console) -> Any:
     return cls(config.env, cls.Config(**settings), run_dir=run_dir, console=console)
 
 
-@agent_files
+@mpc_agent
 class MBMF:
     """MB-MF on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "mbmf"
     Config = MBMFConfig
     FORMAT = "mbrl.mbmf/1"
-    world_field = "env"
-    action_spaces = frozenset({"continuous"})
-    budget_fields = ("total_steps",)
     step_cost = 500.0
 
     def __init__(
@@ -203,9 +201,7 @@ class MBMF:
     # ------------------------------------------------------------------ acting
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions ``[B, D]``: the MPC controller's in stage 1, the policy's after."""
-        obs = np.asarray(obs, dtype=np.float32)
-        if obs.ndim != 2 or tuple(obs.shape[1:]) != self.obs_shape:
-            raise ValueError(f"predict expects obs [B, {self.obs_shape}], got {obs.shape}")
+        obs = checked_obs(self, obs)
         if self.counters["stage"] == 1:
             return self.label(obs)
         return self.finetuner.predict(obs, deterministic)
@@ -222,22 +218,12 @@ class MBMF:
 
     def evaluate(self) -> dict[str, float]:
         """Returns of the policy's deterministic episodes (stage 1: of MPC episodes)."""
-        config = self.config
-        if not config.eval_episodes:
+        episodes = self.config.eval_episodes
+        if not episodes:
             return {}
         if self.counters["stage"] > 1:
             return self.finetuner.evaluate()
-        env, returns = make_env(config.env), []
-        for episode in range(config.eval_episodes):
-            obs, _ = env.reset(seed=config.seed + 10**6 + episode)
-            done, total = False, 0.0
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(self.label(obs[None])[0])
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        env.close()
-        return {"eval/mean_return": float(np.mean(returns))}
+        return mpc_returns(self, episodes, self.config.seed + 10**6)
 
     # ---------------------------------------------------------------- training
     def learn(self, total_steps: int | None = None) -> dict[str, float]:

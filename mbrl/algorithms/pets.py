@@ -28,20 +28,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Console
 
-from mbrl.training.checkpoint import agent_files
 from mbrl.training.config import DeviceFields, EnvFields, RunFields, at_least, fail
-from mbrl.training.envs import make_env
 from mbrl.training.modelbased import (
     MPC,
     DynamicsFields,
     PlannerFields,
+    checked_obs,
     make_planner,
-    model_based_parts,
+    mpc_agent,
+    mpc_returns,
     mpc_step,
     setup_model_based,
     validate_model_based_config,
@@ -83,16 +82,13 @@ class PETSConfig(PlannerFields, DynamicsFields, DeviceFields, RunFields, EnvFiel
                  f"be < total_steps ({self.total_steps}): the model would never plan")  # fmt: skip
 
 
-@agent_files
+@mpc_agent
 class PETS:
     """PETS on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "pets"
     Config = PETSConfig
     FORMAT = "mbrl.pets/1"
-    world_field = "env"
-    action_spaces = frozenset({"continuous"})
-    budget_fields = ("total_steps",)
     step_cost = 20_000.0
 
     def __init__(
@@ -112,9 +108,7 @@ class PETS:
         """MPC actions ``[B, D]`` for observations ``[B, O]`` (a plan each; successive calls
         warm-start from the last plan: call :meth:`reset` when episodes start again).
         ``deterministic`` is accepted for the common surface: the plan is the action."""
-        obs = np.asarray(obs, dtype=np.float32)
-        if obs.ndim != 2 or tuple(obs.shape[1:]) != self.obs_shape:
-            raise ValueError(f"predict expects obs [B, {self.obs_shape}], got {obs.shape}")
+        obs = checked_obs(self, obs)
         if self._predict_mpc is None or self._predict_batch != obs.shape[0]:
             planner = make_planner(self.config, self.mpc.exact)
             self._predict_mpc = MPC(self.mpc.world, planner, self.generator)
@@ -128,25 +122,8 @@ class PETS:
 
     def evaluate(self) -> dict[str, float]:
         """Returns of ``eval_episodes`` fresh, seeded MPC episodes (their own warm start)."""
-        config = self.config
-        if not config.eval_episodes:
-            return {}
-        mpc = MPC(self.mpc.world, make_planner(config, self.mpc.exact), self.generator)
-        env, returns = make_env(config.env), []
-        for episode in range(config.eval_episodes):
-            obs, _ = env.reset(seed=config.seed + 10_000 + episode)
-            mpc.reset()
-            done, total = False, 0.0
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(mpc.act_in(env, obs))
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        env.close()
-        return {
-            "eval/mean_return": float(np.mean(returns)),
-            "eval/std_return": float(np.std(returns)),
-        }
+        episodes = self.config.eval_episodes
+        return mpc_returns(self, episodes, self.config.seed + 10_000) if episodes else {}
 
     # ---------------------------------------------------------------- training
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
@@ -171,6 +148,3 @@ class PETS:
                 run.checkpoint_if_due(crossed(step - 1, step, config.checkpoint_every))
                 run.show(step, status_line(metrics))
         return metrics
-
-    def parts(self, training: bool = False) -> dict[str, Any]:
-        return model_based_parts(self, training)

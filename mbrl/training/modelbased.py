@@ -46,9 +46,9 @@ from mbrl.planners.trajectory import (
     RandomShooting,
     RandomShootingConfig,
 )
-from mbrl.training.checkpoint import RngStates
+from mbrl.training.checkpoint import RngStates, agent_files
 from mbrl.training.config import at_least, check_run_fields, fail, in_range, positive
-from mbrl.training.envs import check_env_id
+from mbrl.training.envs import check_env_id, make_env
 from mbrl.training.offpolicy import Collector, check_continuous_env
 from mbrl.training.replay import ReplayBuffer
 from mbrl.training.runs import new_run_dir
@@ -59,9 +59,12 @@ __all__ = [
     "PlannerFields",
     "PlannerKind",
     "WorldKind",
+    "checked_obs",
     "fit_dynamics",
     "make_planner",
     "model_based_parts",
+    "mpc_agent",
+    "mpc_returns",
     "mpc_step",
     "setup_model_based",
     "validate_model_based_config",
@@ -334,6 +337,49 @@ def model_based_parts(agent: Any, training: bool) -> dict[str, Any]:
             "plan": agent.mpc.planner,
         }
     return parts
+
+
+def mpc_returns(agent: Any, episodes: int, seed: int) -> dict[str, float]:
+    """Returns of ``episodes`` seeded real episodes of MPC with the agent's world and a
+    fresh planner of its config (a warm start of its own)."""
+    config, exact = agent.config, agent.mpc.exact
+    mpc = MPC(agent.mpc.world, make_planner(config, exact), agent.generator)
+    env, returns = make_env(config.env), []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        mpc.reset()
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(mpc.act_in(env, obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return {"eval/mean_return": float(np.mean(returns)), "eval/std_return": float(np.std(returns))}
+
+
+def checked_obs(agent: Any, obs: np.ndarray) -> np.ndarray:
+    """``obs`` as float32 ``[B, O]``, or a ValueError naming the shape expected."""
+    obs = np.asarray(obs, dtype=np.float32)
+    if obs.ndim != 2 or tuple(obs.shape[1:]) != agent.obs_shape:
+        raise ValueError(f"predict expects obs [B, {agent.obs_shape}], got {obs.shape}")
+    return obs
+
+
+def mpc_agent(cls: type) -> type:
+    """Class decorator: the class facts of a model-predictive gymnasium agent (PETS,
+    MB-MF), ``parts`` (:func:`model_based_parts`) where the class has none, and the file
+    verbs (:func:`mbrl.training.checkpoint.agent_files`)."""
+    members = {
+        "world_field": "env",
+        "action_spaces": frozenset({"continuous"}),
+        "budget_fields": ("total_steps",),
+        "parts": lambda self, training=False: model_based_parts(self, training),
+    }
+    for name, member in members.items():
+        if name not in cls.__dict__:
+            setattr(cls, name, member)
+    return agent_files(cls)
 
 
 class _GeneratorPart:
