@@ -92,6 +92,9 @@ class _Task:
     """``(qpos, qvel) -> [B]`` bool, the env's ``terminated`` after the step."""
     reset: Callable[[np.random.Generator, Array, Array, int], tuple[Array, Array]]
     """``(rng, init_qpos, init_qvel, B) -> (qpos [B, nq], qvel [B, nv])``, the reset law."""
+    hidden: int = 0
+    """Leading ``qpos`` coordinates the observation leaves out (the observation is the
+    rest of ``qpos`` then ``qvel``); translation invariant: no step depends on them."""
 
 
 def _ctrl_cost(action: Array, weight: float) -> Array:
@@ -171,24 +174,28 @@ _TASKS: dict[str, _Task] = {
         reward=lambda p: _forward_velocity(p) - _ctrl_cost(p.action, 0.1),
         terminated=_never,
         reset=_cheetah_reset,
+        hidden=1,
     ),
     "Hopper-v5": _Task(
         observe=_clipped_obs,
         reward=_walking_reward(_hopper_healthy),
         terminated=lambda qpos, qvel: ~_hopper_healthy(qpos, qvel),
         reset=_uniform_reset(5e-3),
+        hidden=1,
     ),
     "Walker2d-v5": _Task(
         observe=_clipped_obs,
         reward=_walking_reward(_walker_healthy),
         terminated=lambda qpos, qvel: ~_walker_healthy(qpos, qvel),
         reset=_uniform_reset(5e-3),
+        hidden=1,
     ),
     "Swimmer-v5": _Task(
         observe=lambda qpos, qvel: np.concatenate([qpos[:, 2:], qvel], axis=1),
         reward=lambda p: _forward_velocity(p) - _ctrl_cost(p.action, 1e-4),
         terminated=_never,
         reset=_uniform_reset(0.1),
+        hidden=2,
     ),
 }
 
@@ -290,6 +297,27 @@ class MujocoModel:
         self._check_state(state, "observe")
         qpos, qvel = self._split(state.numpy())
         return torch.from_numpy(self._task.observe(qpos, qvel).astype(np.float32))
+
+    def state_from_observation(self, obs: Tensor) -> Tensor:
+        """``[B, S + 1]`` float64 states whose observation is ``obs [B, O]``.
+
+        The positions the observation leaves out (the x of HalfCheetah, Hopper and
+        Walker2d, Swimmer's x and y) are set to 0, which changes no step, reward or
+        termination (the tasks are translation invariant in them); the rest of the
+        physics state is the reset state's. Exact for InvertedPendulum, HalfCheetah and
+        Swimmer up to the float32 rounding of the observation; Hopper and Walker2d
+        observe velocities clipped to [-10, 10], beyond which the state differs."""
+        obs = torch.as_tensor(obs).detach().cpu().numpy().astype(np.float64)
+        if obs.ndim != 2 or obs.shape[1] != self.spec.obs_shape[0]:
+            raise ShapeError(
+                f"state_from_observation: obs must be [B, {self.spec.obs_shape[0]}], got "
+                f"{list(obs.shape)}"
+            )
+        hidden, seen = self._task.hidden, self.nq - self._task.hidden
+        physics = np.repeat(self._reset_state[None], obs.shape[0], axis=0)
+        physics[:, 1 + hidden : 1 + self.nq] = obs[:, :seen]
+        physics[:, 1 + self.nq : 1 + self.nq + self.nv] = obs[:, seen : seen + self.nv]
+        return self._with_terminal(physics)
 
     def legal_actions(self, state: Tensor) -> Tensor:
         """``[B, 1]`` bool: True unless terminal."""

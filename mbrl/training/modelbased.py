@@ -414,13 +414,11 @@ class MPC:
         return plan[:, 0].cpu().numpy()
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """``[B, D]`` actions for observations ``[B, O]`` (learned model only)."""
-        if self.exact:
-            raise ValueError(
-                "the exact MuJoCo model plans from the simulator's state, which an "
-                "observation does not hold: act in a real env with act_in(env)"
-            )
+        """``[B, D]`` actions for observations ``[B, O]`` (the exact model starts from
+        :meth:`~mbrl.games.mujoco.MujocoModel.state_from_observation`)."""
         obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        if self.exact:
+            return self.plan(self.world.state_from_observation(obs_t))
         return self.plan(self.world.initial_state(obs_t, 1, self.generator))
 
     def act_in(self, env: Any, obs: np.ndarray) -> np.ndarray:

@@ -95,6 +95,32 @@ def test_one_step_from_a_real_state_is_exact(model):
             env.reset(seed=4)
 
 
+def test_a_state_from_the_observation_steps_like_the_state(model):
+    """The state rebuilt from an observation (unobserved positions at 0) observes the
+    same, and a step from it gives the same observation, reward and termination as a
+    step from the full state (the tasks do not depend on the positions left out)."""
+    rng = np.random.default_rng(1)
+    state = model.initial_state(8, rng)
+    for _ in range(5):  # away from the reset, velocities still inside Hopper's clip
+        state = model.step(state, torch.from_numpy(_random_actions(model, 8, rng))).state
+    obs = model.observe(state)
+    rebuilt = model.state_from_observation(obs)
+    np.testing.assert_allclose(model.observe(rebuilt), obs, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(model.is_terminal(rebuilt), model.is_terminal(state))
+    action = torch.from_numpy(_random_actions(model, 8, rng))
+    true, from_obs = model.step(state, action), model.step(rebuilt, action)
+    # Hopper and Walker2d observe velocities clipped at 10: rows beyond it differ
+    _, qvel = model._split(state.numpy())
+    rows = np.abs(qvel).max(1) < 10
+    assert rows.sum() >= 2
+    np.testing.assert_allclose(model.observe(from_obs.state)[rows],
+                               model.observe(true.state)[rows], atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(from_obs.reward[rows], true.reward[rows], atol=1e-4)
+    np.testing.assert_array_equal(from_obs.terminal[rows], true.terminal[rows])
+    with pytest.raises(ShapeError, match="state_from_observation"):
+        model.state_from_observation(obs[:, 1:])
+
+
 def test_initial_state_follows_the_reset_law(model):
     env = gym.make(model.config.env_id)
     real = np.stack([env.reset(seed=s)[0] for s in range(200)])
