@@ -194,9 +194,8 @@ class MBMF:
         self.obs_rms = self.finetuner.loop.obs_rms
         self.policy_optimizer = make_adam(self.policy.actor.parameters(), config.imitation_lr)
         obs_dim, action_dim = self.obs_shape[0], len(self.action_low)
-        size = config.total_steps  # stage 1's and stage 2's pairs fit in any case
         fields = {"obs": ((obs_dim,), np.float32), "action": ((action_dim,), np.float32)}
-        self.imitation_data = Ring(size, fields)
+        self.imitation_data = Ring(config.buffer_size, fields)
 
     # ------------------------------------------------------------------ acting
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -120,6 +120,8 @@ class DynamicsFields:
     """Share of the data held out for early stopping and elites, in [0, 1)."""
     model_train_every: int = 200
     """Environment steps between fits (mbrl-lib's freq_train_model: one trial)."""
+    buffer_size: int = 1_000_000
+    """Real transitions kept for the fits (the oldest dropped first beyond it)."""
     learned_reward: bool = False
     """Learn the reward (and termination) even where the env's are known functions of the
     observation; where none are known the model learns them anyway."""
@@ -155,7 +157,7 @@ def validate_model_based_config(config: Any) -> None:
     check_run_fields(config)
     check_env_id(config.env)
     at_least(config, 1, "ensemble_size", "model_elites", "model_batch_size",
-             "model_max_epochs", "model_patience", "model_train_every", "horizon",
+             "model_max_epochs", "model_patience", "model_train_every", "buffer_size", "horizon",
              "population_size", "num_elites", "num_iterations", "num_particles")  # fmt: skip
     if config.model_elites > config.ensemble_size:
         fail(config, "model_elites", f"be <= ensemble_size ({config.ensemble_size})")
@@ -225,7 +227,7 @@ def setup_model_based(
     agent.rng = np.random.default_rng(config.seed)
     agent.generator = torch.Generator(agent.device).manual_seed(config.seed)
     agent.fit_generator = torch.Generator().manual_seed(config.seed + 1)  # splits, bootstraps
-    agent.replay = ReplayBuffer(max(config.total_steps, 1), agent.obs_shape, action_dim)
+    agent.replay = ReplayBuffer(config.buffer_size, agent.obs_shape, action_dim)
     agent.collector = Collector(env, config.seed, agent.replay)
     agent.counters = {"steps": 0, "episodes": 0, "fits": 0, "last_fit": 0}
     agent.run_dir = (
