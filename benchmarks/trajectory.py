@@ -24,6 +24,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import tyro
@@ -57,6 +58,8 @@ class Config:
     """Observation dims (cartpole: 4)."""
     action_dim: int = 1
     """Action dims (cartpole: 1)."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Arithmetic of the members' products (LearnedModel's compute_dtype)."""
     repeats: int = 5
     """Timed plans; the best counts."""
     threads: int = 1
@@ -93,6 +96,7 @@ def make_model(config: Config, g: torch.Generator) -> LearnedModel:
         termination_fn=cartpole_termination,
         action_low=[-1.0] * config.action_dim,
         action_high=[1.0] * config.action_dim,
+        compute_dtype=getattr(torch, config.precision),
     )
 
 

@@ -94,6 +94,9 @@ class Config:
     """CEM iterations (PETS)."""
     propagation: Literal["random_model", "fixed_model"] = "random_model"
     """mbrl-lib's propagation: random_model as its PETS cartpole config, or fixed_model (TS-inf)."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Our members' products in float32 (as mbrl-lib) or bfloat16 (LearnedModel's
+    compute_dtype); the matmul rate is then measured in both."""
     threads: int = 1
     """torch threads, each side."""
     peer_venv: str = ".venv-peers/mbrl-lib"
@@ -190,6 +193,11 @@ class Peer:
             self.process.wait(timeout=30)
 
 
+def flops_of(ours: TrajectoryConfig, shapes, rows: int) -> float:
+    """Matmul work of one plan: every iteration and horizon step, every row and layer."""
+    return ours.num_iterations * ours.horizon * rows * sum(2 * i * o for i, o in shapes)
+
+
 def main(config: Config) -> None:
     python = setup_peer(config)
     if config.setup_only:
@@ -204,6 +212,7 @@ def main(config: Config) -> None:
         num_iterations=config.num_iterations,
         threads=config.threads,
         seed=config.seed,
+        precision=config.precision,
     )
     model = make_model(ours, g)
     planner = CEM(
@@ -233,7 +242,13 @@ def main(config: Config) -> None:
     shapes = layer_shapes(ours, model)
     rows = ours.population_size * ours.num_particles
     members = ours.num_elite_members
+    low = getattr(torch, config.precision)
     peaks = [matmul_rate(shapes, members, -(-rows // members), g)]
+    low_peaks = (
+        []
+        if low is torch.float32
+        else [matmul_rate(shapes, members, -(-rows // members), g, dtype=low)]
+    )
     print("starting mbrl-lib's child process (build and warm-up outside the timing)", flush=True)
     peer = Peer(python, config)
     try:
@@ -257,7 +272,15 @@ def main(config: Config) -> None:
         peer.close()
     peaks.append(matmul_rate(shapes, members, -(-rows // members), g))
     peak = max(peaks)
-    flops = ours.num_iterations * ours.horizon * rows * sum(2 * i * o for i, o in shapes)
+    if low_peaks:
+        low_peaks.append(matmul_rate(shapes, members, -(-rows // members), g, dtype=low))
+        low_peak = max(low_peaks)
+        low_share = flops_of(ours, shapes, rows) / min(windows["ours"]) / low_peak
+        print(
+            f"{config.precision} matmul rate on the layer shapes: {low_peak / 1e9:.1f} "
+            f"GFLOP/s (ours in {config.precision} reaches {low_share:.0%} of it)"
+        )
+    flops = flops_of(ours, shapes, rows)
     best = {side: min(seconds) for side, seconds in windows.items()}
     ratio = best["mbrl-lib"] / best["ours"]
     hidden = "x".join(map(str, ours.hidden_sizes))
@@ -265,7 +288,8 @@ def main(config: Config) -> None:
         f"PETS cartpole plan: N={ours.population_size}, K={ours.num_elites}, "
         f"P={ours.num_particles}, H={ours.horizon}, {ours.num_iterations} iterations; "
         f"E={ours.num_members} ({members} elites), {hidden} SiLU, inputs "
-        f"{ours.obs_dim}+{ours.action_dim}; ours TS-inf, mbrl-lib {info['propagation']} "
+        f"{ours.obs_dim}+{ours.action_dim}; ours TS-inf in {config.precision}, mbrl-lib "
+        f"{info['propagation']} "
         f"(mbrl-lib {info['mbrl_lib']}, torch {info['torch']}, {info['threads']} thread)"
     )
     print(

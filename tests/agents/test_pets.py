@@ -13,7 +13,7 @@ from mbrl.algorithms.pets import PETS, PETSConfig
 from mbrl.model import UnknownNameError
 from mbrl.models import ModelDivergedError
 from mbrl.training.envs import evaluate
-from mbrl.training.modelbased import PlannerKind, WorldKind
+from mbrl.training.modelbased import PlannerKind, Precision, WorldKind
 
 from .pointmass import ENV_ID, pd_action
 
@@ -40,8 +40,9 @@ def small_config(tmp_path, **changes) -> PETSConfig:
     return PETSConfig(**fields)
 
 
-def test_pets_learns_the_point_mass_near_a_pd_controller(tmp_path):
-    agent = PETS(ENV_ID, small_config(tmp_path, total_steps=270))
+@pytest.mark.parametrize("precision", list(Precision))
+def test_pets_learns_the_point_mass_near_a_pd_controller(tmp_path, precision):
+    agent = PETS(ENV_ID, small_config(tmp_path, total_steps=270, precision=precision))
     agent.learn()
     seeds, episodes = 10_000, 5  # evaluate's seeds: 10_000 + config.seed onwards
     agent.config = dataclasses.replace(agent.config, eval_episodes=episodes)

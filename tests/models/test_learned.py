@@ -262,3 +262,21 @@ def test_discrete_actions():
     assert (info.value.row, info.value.action, info.value.legal) == (2, 4, [0, 1, 2, 3])
     with pytest.raises(ShapeError):
         model.step(state, torch.zeros(5, 4))
+
+
+@pytest.mark.parametrize("propagation", list(Propagation))
+def test_bfloat16_products_stay_within_their_rounding(propagation):
+    """compute_dtype=bfloat16 gives float32 states whose predicted deltas are within
+    bfloat16's rounding of the float32 model's, with the same members and noise."""
+    exact = make_model(EnsembleKind.PROBABILISTIC, propagation=propagation)
+    low = LearnedModel(exact.ensemble, propagation=propagation, compute_dtype=torch.bfloat16)
+    state, action = start(exact, num_particles=4), actions(5, rows=4 * B)
+    steps = [m.step(state, action, torch.Generator().manual_seed(3)) for m in (exact, low)]
+    assert steps[1].state.dtype == torch.float32
+    assert torch.equal(exact.member(steps[0].state), low.member(steps[1].state))
+    delta = [exact.observe(s.state) - exact.observe(state) for s in steps]
+    error = (delta[1] - delta[0]).norm() / delta[0].norm()
+    assert 0 < error < 3e-2, error  # bfloat16 keeps 8 bits: rounding, and not none
+    torch.testing.assert_close(steps[1].reward, steps[0].reward, rtol=5e-2, atol=5e-2)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        LearnedModel(exact.ensemble, compute_dtype=torch.float16)
