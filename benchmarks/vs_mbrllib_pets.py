@@ -97,6 +97,9 @@ class Config:
     precision: Literal["float32", "bfloat16"] = "float32"
     """Our members' products in float32 (as mbrl-lib) or bfloat16 (LearnedModel's
     compute_dtype); the matmul rate is then measured in both."""
+    peer_autocast: Literal["float32", "bfloat16"] = "float32"
+    """mbrl-lib's act() as it is (float32), or wrapped in torch.autocast(bfloat16) by this
+    benchmark (mbrl-lib has no precision option)."""
     threads: int = 1
     """torch threads, each side."""
     peer_venv: str = ".venv-peers/mbrl-lib"
@@ -157,6 +160,7 @@ class Peer:
             f"--horizon={config.horizon}",
             f"--num-iterations={config.num_iterations}",
             f"--propagation={config.propagation}",
+            f"--autocast={config.peer_autocast}",
             f"--seed={config.seed}",
         ]
         self.process = subprocess.Popen(
@@ -289,7 +293,7 @@ def main(config: Config) -> None:
         f"P={ours.num_particles}, H={ours.horizon}, {ours.num_iterations} iterations; "
         f"E={ours.num_members} ({members} elites), {hidden} SiLU, inputs "
         f"{ours.obs_dim}+{ours.action_dim}; ours TS-inf in {config.precision}, mbrl-lib "
-        f"{info['propagation']} "
+        f"{info['propagation']} in {info['autocast']} "
         f"(mbrl-lib {info['mbrl_lib']}, torch {info['torch']}, {info['threads']} thread)"
     )
     print(

@@ -160,11 +160,17 @@ def build_agent(args):
     return agent, obs, info
 
 
-def time_acts(agent, obs, n: int) -> dict:
+def time_acts(agent, obs, n: int, autocast: str = "float32") -> dict:
+    """Seconds of ``n`` act() calls; ``autocast=bfloat16`` wraps them in
+    ``torch.autocast`` (mbrl-lib has no precision option of its own)."""
+    import torch
+
+    low = autocast != "float32"
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        agent.act(obs)
+        with torch.autocast("cpu", dtype=getattr(torch, autocast), enabled=low):
+            agent.act(obs)
         times.append(time.perf_counter() - start)
     return {"times": times, "best": min(times)}
 
@@ -181,13 +187,17 @@ def main() -> None:
     parser.add_argument(
         "--propagation", choices=("random_model", "fixed_model"), default="random_model"
     )
+    parser.add_argument("--autocast", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     agent, obs, info = build_agent(args)
-    agent.act(obs)  # warm up
+    time_acts(agent, obs, 1, args.autocast)  # warm up
+    info["autocast"] = args.autocast
     if not args.serve:
-        print(json.dumps({**info, **time_acts(agent, obs, args.repeats)}), flush=True)
+        print(
+            json.dumps({**info, **time_acts(agent, obs, args.repeats, args.autocast)}), flush=True
+        )
         return
     print(json.dumps({"ready": info}), flush=True)
     for line in sys.stdin:
@@ -197,7 +207,7 @@ def main() -> None:
         if words[0] == "quit":
             break
         if words[0] == "time" and len(words) == 2 and words[1].isdigit():
-            print(json.dumps(time_acts(agent, obs, int(words[1]))), flush=True)
+            print(json.dumps(time_acts(agent, obs, int(words[1]), args.autocast)), flush=True)
         else:
             print(json.dumps({"error": f"unknown command {line.strip()!r}"}), flush=True)
 
