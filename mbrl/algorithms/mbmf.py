@@ -127,8 +127,8 @@ class MBMFConfig(PlannerFields, DynamicsFields, DeviceFields, RunFields, EnvFiel
     finetune_rollout_steps: int = 2048
     """T, steps per rollout of the fine-tuner (its batch); 2048 as the project's PPO."""
     finetune_log_std: float = -1.0
-    """Log-std of the fine-tuner's Gaussian at the start of stage 3 (the imitation
-    policy's mean is kept; a wide std would undo it)."""
+    """Log-std of the fine-tuner's Gaussian at the start of stage 3 (its log_std_init; the
+    imitation fits only the mean, and a wide std would undo it)."""
 
     def __post_init__(self):
         validate_model_based_config(self)
@@ -164,7 +164,7 @@ def _finetuner(config: MBMFConfig, run_dir: Path, console: Console) -> Any:
         normalize_reward=True, eval_every=config.eval_every,
         eval_episodes=config.eval_episodes, checkpoint_every=config.checkpoint_every,
         log_every=config.log_every, run_dir=config.run_dir,
-        num_steps=config.finetune_rollout_steps,
+        num_steps=config.finetune_rollout_steps, log_std_init=config.finetune_log_std,
     )  # fmt: skip
     return cls(config.env, cls.Config(**settings), run_dir=run_dir, console=console)
 
@@ -315,8 +315,6 @@ class MBMF:
         config, finetuner = self.config, self.finetuner
         loop = finetuner.loop
         if not self.counters.get("finetuning"):  # the first call of stage 3
-            with torch.no_grad():
-                self.policy.log_std.fill_(config.finetune_log_std)
             loop.counters["steps"] = self.counters["steps"]
             obs, _ = loop.envs.reset(seed=config.seed + 1)
             loop.next_obs = loop._prepare(obs, update=False)  # under D_pi's moments

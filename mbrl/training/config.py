@@ -196,6 +196,8 @@ class OnPolicyFields:
     """GAE lambda: 0 is one-step TD, 1 is Monte Carlo; 0.8-0.99."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy and of the value MLP (tanh)."""
+    log_std_init: float = 0.0
+    """Initial log-std of a Box action space's Gaussian (SB3's log_std_init); -2 to 1."""
     normalize_obs: bool = False
     """Normalise observations with running mean and std (saved with the agent)."""
     normalize_reward: bool = False

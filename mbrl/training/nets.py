@@ -325,11 +325,15 @@ class ActorCritic(nn.Module):
     The policy's output ``params [B, P]`` describes the action distribution:
     normalised log-probabilities ``[B, A]`` for a Discrete space, and
     ``cat(mean, log_std) [B, 2D]`` for a Box space (a state-independent
-    ``log_std`` parameter, initialised to 0).
+    ``log_std`` parameter, initialised to ``log_std_init``, 0 by default as SB3).
     """
 
     def __init__(
-        self, obs_dim: int, action_space: gym.Space, hidden_sizes: tuple[int, ...] = (64, 64)
+        self,
+        obs_dim: int,
+        action_space: gym.Space,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        log_std_init: float = 0.0,
     ):
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -341,7 +345,9 @@ class ActorCritic(nn.Module):
         sizes = [obs_dim, *hidden_sizes]
         self.actor = mlp([*sizes, self.action_dim], nn.Tanh, output_gain=0.01)
         self.critic = mlp([*sizes, 1], nn.Tanh, output_gain=1.0)
-        self.log_std = None if self.discrete else nn.Parameter(torch.zeros(self.action_dim))
+        self.log_std = (
+            None if self.discrete else nn.Parameter(torch.full((self.action_dim,), log_std_init))
+        )
 
     def actor_parameters(self) -> list[nn.Parameter]:
         extra = [] if self.log_std is None else [self.log_std]

@@ -159,7 +159,9 @@ class OnPolicyLoop:
         self.action_space = action_space
         with torch.random.fork_rng():  # the network's init is seeded without touching the caller
             torch.manual_seed(config.seed)
-            self.policy = ActorCritic(self.obs_dim, action_space, tuple(config.hidden_sizes))
+            self.policy = ActorCritic(
+                self.obs_dim, action_space, tuple(config.hidden_sizes), config.log_std_init
+            )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.obs_rms = RunningMeanStd((self.obs_dim,)) if config.normalize_obs else None

@@ -120,6 +120,15 @@ def test_distribution_maths_match_torch_distributions(space):
     torch.testing.assert_close(policy.kl(params, other), expected_kl)
 
 
+def test_log_std_init_sets_the_spread_of_the_first_actions(tmp_path):
+    config = PPO.Config(env="Pendulum-v1", log_std_init=-1.5, num_steps=64, run_dir=str(tmp_path))
+    agent = PPO("Pendulum-v1", config)
+    torch.testing.assert_close(agent.policy.log_std.detach(), torch.tensor([-1.5]))
+    params = agent.policy.dist_params(torch.zeros(4000, 3))
+    actions = agent.policy.sample(params, torch.Generator().manual_seed(0))
+    assert abs(float(actions.std()) - np.exp(-1.5)) < 0.02
+
+
 @pytest.mark.parametrize(
     ("max_kl", "damping", "backtracks"), [(0.01, 0.1, False), (1e-4, 0.1, False), (2.0, 0.0, True)]
 )
