@@ -149,6 +149,25 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     assert "normalize_reward" not in next(c for c in cells if c.agent == "sac").config
 
 
+def test_overrides_of_enum_fields_reach_the_agent_as_members(tmp_path):
+    """A value given by --overrides (pets.model=exact) is the Enum member in the cell's
+    agent, as in config.json: not a string that compares unequal to every member."""
+    from mbrl.evaluation.bench import run_cell
+    from mbrl.training.modelbased import WorldKind
+
+    config = BenchConfig(agents=("pets",), envs=("InvertedPendulum-v5",), seeds=(0,),
+                         total_steps=3, overrides=("pets.model=exact", "pets.horizon=2",
+                         "pets.population_size=4", "pets.num_elites=2",
+                         "pets.initial_random_steps=1"))  # fmt: skip
+    (cell,) = plan_cells(config)[0]
+    cell_dir = tmp_path / cell.name
+    cell_dir.mkdir()
+    (cell_dir / "cell.json").write_text(json.dumps(dataclasses.asdict(cell)))
+    run_cell(cell_dir)
+    saved = json.loads((cell_dir / "config.json").read_text())
+    assert saved["model"] == WorldKind.EXACT.value and (cell_dir / "done").exists()
+
+
 def test_config_errors(fake_agents):
     for kwargs, field in [
         ({"suite": "huge"}, "suite"),

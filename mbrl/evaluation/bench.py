@@ -42,6 +42,7 @@ import tyro
 from rich.console import Console
 
 from mbrl.training.config import at_least
+from mbrl.training.runs import config_from_json
 
 __all__ = [
     "ENV_DEFAULTS",
@@ -229,7 +230,9 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
                 )
             extra.update(overrides)
             # A bad value fails now, naming its field, not hours into the sweep.
-            cls.Config(env=env, seed=config.seeds[0], total_steps=budget, **extra)
+            config_from_json(
+                cls.Config, {"env": env, "seed": config.seeds[0], "total_steps": budget, **extra}
+            )
             for seed in config.seeds:
                 cells.append(
                     Cell(
@@ -279,9 +282,8 @@ def run_cell(cell_dir: str | Path, threads: int = 1) -> dict[str, float]:
     if cell_state(cell_dir) == "partial":
         agent = cls.resume(cell_dir)
     else:
-        config = cls.Config(
-            env=cell.env, seed=cell.seed, total_steps=cell.total_steps, **cell.config
-        )
+        fields = {"env": cell.env, "seed": cell.seed, "total_steps": cell.total_steps}
+        config = config_from_json(cls.Config, fields | cell.config)  # enums from their values
         agent = cls(cell.env, config, run_dir=cell_dir)
     result = {k: float(v) for k, v in (agent.learn(cell.total_steps) or {}).items()}
     result["seconds"] = time.perf_counter() - started

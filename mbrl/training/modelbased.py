@@ -186,6 +186,10 @@ def validate_model_based_config(config: Any) -> None:
     if config.planner is PlannerKind.ICEM and 2 * config.num_elites > config.population_size:
         fail(config, "num_elites", f"be <= population_size / 2 for icem "
              f"({config.population_size / 2:g})")  # fmt: skip
+    learned = config.model is WorldKind.LEARNED
+    if learned and getattr(config, "initial_random_steps", 2) < 2:
+        fail(config, "initial_random_steps", "be >= 2 with a learned model (a fit holds "
+             "one transition out)")  # fmt: skip
     if config.model is WorldKind.EXACT and config.env not in exact_mujoco.available():
         fail(config, "model", f"be 'learned' for {config.env}: the exact model covers "
              f"{', '.join(exact_mujoco.available())}")  # fmt: skip

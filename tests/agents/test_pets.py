@@ -143,6 +143,7 @@ def test_exact_model_keeps_the_inverted_pendulum_up(tmp_path):
         ({"num_particles": 0}, "num_particles"),
         ({"model_elites": 9}, "model_elites"),
         ({"initial_random_steps": 500}, "initial_random_steps"),
+        ({"initial_random_steps": 1}, "initial_random_steps"),  # a fit needs a held-out row
         ({"model": WorldKind.EXACT}, "model"),  # Pendulum-v1 is not a MuJoCo task
         ({"planner": PlannerKind.ICEM, "population_size": 30, "num_elites": 20}, "num_elites"),
     ],
