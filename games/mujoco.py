@@ -23,6 +23,10 @@ Starts: :meth:`MujocoModel.initial_state` samples gymnasium's reset distribution
 same noise law and scale, drawn from a ``np.random.Generator``), and :func:`state_of`
 reads the states of real envs, so a planner can start where a real env is now.
 
+Rewards: the task's, or those of ``MujocoModel(config, reward_fn=...)``, a function of
+the observations before and after a step and of the clipped action (a planner's shaped
+objective, ``mbrl.models.KnownFunctions.planning_reward``).
+
 A terminal row absorbs: stepping it returns it unchanged with reward 0 and
 ``terminal=True``, and its legal mask is False. Actions are float ``[B, D]`` and act as
 the nearest action in the box ``[action_low, action_high]`` (the env's ``action_space``,
@@ -231,9 +235,19 @@ class MujocoConfig:
 class MujocoModel:
     """A gymnasium MuJoCo task as a one-player :class:`~mbrl.model.Model` (see the module)."""
 
-    def __init__(self, config: MujocoConfig | None = None):
+    def __init__(
+        self,
+        config: MujocoConfig | None = None,
+        *,
+        reward_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+    ):
+        """``reward_fn(obs [B, O], action [B, D], next_obs [B, O]) -> [B]``, when given,
+        replaces the task's reward (a planner's shaped objective, as
+        :attr:`~mbrl.models.KnownFunctions.planning_reward`); the action it sees is the
+        clipped one, and terminal rows still absorb with reward 0."""
         self.config = config = config or MujocoConfig()
         self._task = _TASKS[config.env_id]
+        self.reward_fn = reward_fn
         env = gym.make(config.env_id)
         unwrapped = env.unwrapped
         self.mj_model: mujoco.MjModel = unwrapped.model
@@ -364,7 +378,17 @@ class MujocoModel:
             next_states[live, : self.physics_size] = physics
             next_states[live, -1] = done
         next_state = torch.from_numpy(next_states)
+        if self.reward_fn is not None:
+            reward = self._reward_of(state, action, next_state, live)
         return Step(next_state, torch.from_numpy(reward), self._terminal(next_state))
+
+    def _reward_of(self, state: Tensor, action: Array, next_state: Tensor, live: Array) -> Array:
+        """``[B]`` float32 ``reward_fn`` of the live rows' observations, 0 on the others."""
+        obs, next_obs = self.observe(state), self.observe(next_state)
+        out = self.reward_fn(obs, torch.from_numpy(action), next_obs)
+        if out.shape != (state.shape[0],):
+            raise ShapeError(f"reward_fn must return [{state.shape[0]}], got {list(out.shape)}")
+        return np.where(live, out.detach().cpu().numpy(), 0.0).astype(np.float32)
 
     def _simulate(self, start: Array, action: Array) -> Array:
         """``[B, S]`` physics after ``frame_skip`` substeps of ``action [B, D]`` from ``start``."""

@@ -20,7 +20,7 @@ from .ensemble import (
     ModelDivergedError,
     Normalizer,
 )
-from .known import KnownFunctions, covered_envs, known_functions
+from .known import KnownFunctions, covered_envs, known_functions, shaped_envs
 from .learned import LearnedModel, Propagation, RewardFn, TerminationFn
 from .trainer import EnsembleTrainer, FitReport, TrainerConfig, Transitions
 from .vector_env import ModelVectorEnv, StartFn, VectorEnvConfig, observation_starts
@@ -48,4 +48,5 @@ __all__ = [
     "covered_envs",
     "known_functions",
     "observation_starts",
+    "shaped_envs",
 ]

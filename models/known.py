@@ -28,6 +28,11 @@ env                     reward      termination  what is not observed
 ``Reacher-v5``          exact       never
 ======================  ==========  ===========  ==========================================
 
+Planning rewards. Where an env's reward says nothing a short planning horizon can use
+(InvertedPendulum's 1 a step until the pole falls), :attr:`KnownFunctions.planning_reward`
+is a shaped objective in the manner of PETS's own task costs, for a planner to maximise
+in its place (``PETS --shaped-reward``); the env's reward stays the measure.
+
 Forward velocity. The locomotion rewards use ``(x_after - x_before) / dt`` over the
 ``frame_skip`` simulator steps of one env step, and the observation holds no x. The
 observation does hold the x velocity ``qvel[0]`` at the start (``obs``) and the end
@@ -72,7 +77,7 @@ from mbrl.model import ShapeError, UnknownNameError
 
 from .learned import RewardFn, TerminationFn
 
-__all__ = ["KnownFunctions", "covered_envs", "known_functions"]
+__all__ = ["KnownFunctions", "covered_envs", "known_functions", "shaped_envs"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,10 @@ class KnownFunctions:
     """True where the termination equals the env's ``terminated`` on every transition."""
     note: str
     """What is approximated or not observed, in a sentence."""
+    planning_reward: RewardFn | None = None
+    """A shaped reward for a planner to maximise in place of ``reward`` (a task cost in
+    the manner of PETS's own), where the env's reward is flat over a planning horizon;
+    None for most envs. Never the measure: episodes still score the env's reward."""
 
 
 # ---------------------------------------------------------------------- helpers
@@ -154,6 +163,26 @@ def _inverted_pendulum_termination(obs, action, next_obs):
 
 def _inverted_pendulum_reward(obs, action, next_obs):
     return (~_inverted_pendulum_termination(obs, action, next_obs)).to(obs.dtype)
+
+
+_POLE = 0.6
+"""InvertedPendulum-v5's pole length (its XML: ``fromto="0 0 0 0.001 0 0.6"``)."""
+
+
+def _inverted_pendulum_planning_reward(obs, action, next_obs):
+    """``(1 + exp(-|tip - top|^2 / l^2)) / 2`` while the pole is up, else 0: the env's 1 a
+    step, halved, plus half of PETS's cartpole cost (the pole tip's closeness to the
+    point above the slider's centre, ``l`` the pole length). The env's reward is flat
+    while the pole stays within 0.2 rad, so over a short horizon a planner lets the
+    cart drift onto the end of its rail, where the pole can no longer be caught; the
+    tip term pulls the cart to the centre and the pole upright. Every step alive still
+    earns at least half of the best step, so staying up outweighs any shaping."""
+    alive = _inverted_pendulum_reward(obs, action, next_obs)
+    x, theta = next_obs[:, 0], next_obs[:, 1]
+    dx = x + _POLE * torch.sin(theta)  # the hinge turns the pole about +y
+    dz = _POLE * (torch.cos(theta) - 1.0)
+    closeness = torch.exp(-(dx.square() + dz.square()) / _POLE**2)
+    return alive * 0.5 * (1.0 + closeness)
 
 
 def _cheetah_reward(obs, action, next_obs):
@@ -251,6 +280,7 @@ _KNOWN: dict[str, KnownFunctions] = {
             exact_reward=True,
             exact_termination=True,
             note="reward 1 while the pole angle next_obs[1] is within 0.2",
+            planning_reward=_inverted_pendulum_planning_reward,
         ),
         KnownFunctions(
             env_id="CartPole-v1",
@@ -310,6 +340,11 @@ _KNOWN: dict[str, KnownFunctions] = {
 def covered_envs() -> list[str]:
     """The gymnasium ids :func:`known_functions` covers."""
     return sorted(_KNOWN)
+
+
+def shaped_envs() -> list[str]:
+    """The gymnasium ids whose known functions have a shaped planning reward."""
+    return sorted(env_id for env_id, known in _KNOWN.items() if known.planning_reward)
 
 
 def known_functions(env_id: str) -> KnownFunctions | None:

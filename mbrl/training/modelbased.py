@@ -35,6 +35,7 @@ from mbrl.models import (
     TrainerConfig,
     Transitions,
     known_functions,
+    shaped_envs,
 )
 from mbrl.planners.trajectory import (
     CEM,
@@ -162,6 +163,10 @@ class PlannerFields:
     faster where the CPU has AVX512-BF16, about 1% error in a prediction)."""
     model: Annotated[WorldKind, tyro.conf.EnumChoicesFromValues] = WorldKind.LEARNED
     """Plan in the learned model, or in the exact MuJoCo simulator (the ceiling)."""
+    shaped_reward: bool = False
+    """Plan on the env's shaped planning reward (``KnownFunctions.planning_reward``, in
+    the manner of PETS's task costs; InvertedPendulum-v5 has one) in place of its reward;
+    episodes still score the env's reward."""
 
 
 def validate_model_based_config(config: Any) -> None:
@@ -190,6 +195,14 @@ def validate_model_based_config(config: Any) -> None:
     if learned and getattr(config, "initial_random_steps", 2) < 2:
         fail(config, "initial_random_steps", "be >= 2 with a learned model (a fit holds "
              "one transition out)")  # fmt: skip
+    if config.shaped_reward:
+        known = known_functions(config.env)
+        if known is None or known.planning_reward is None:
+            fail(config, "shaped_reward", f"be False for {config.env}: shaped planning "
+                 f"rewards exist for {', '.join(shaped_envs())}")  # fmt: skip
+        if config.learned_reward:
+            fail(config, "shaped_reward", "be False with learned_reward (it replaces the "
+                 "known reward)")  # fmt: skip
     if config.model is WorldKind.EXACT and config.env not in exact_mujoco.available():
         fail(config, "model", f"be 'learned' for {config.env}: the exact model covers "
              f"{', '.join(exact_mujoco.available())}")  # fmt: skip
@@ -251,6 +264,9 @@ def setup_model_based(
         Path(run_dir) if run_dir else new_run_dir(config.run_dir, agent.algo, config.env)
     )
     known = None if config.learned_reward else known_functions(env)
+    reward_fn = None if known is None else known.reward
+    if config.shaped_reward:  # validated: known has a planning reward
+        reward_fn = known_functions(env).planning_reward
     agent.ensemble = Ensemble(
         EnsembleConfig(
             obs_dim=obs_dim,
@@ -278,7 +294,7 @@ def setup_model_based(
     agent.learned_model = LearnedModel(
         agent.ensemble,
         propagation=config.propagation,
-        reward_fn=None if known is None else known.reward,
+        reward_fn=reward_fn,
         termination_fn=None if known is None else known.termination,
         action_low=action_space.low,
         action_high=action_space.high,
@@ -287,7 +303,10 @@ def setup_model_based(
     )
     exact = config.model is WorldKind.EXACT
     world = (
-        exact_mujoco.MujocoModel(exact_mujoco.MujocoConfig(env_id=env))
+        exact_mujoco.MujocoModel(
+            exact_mujoco.MujocoConfig(env_id=env),
+            reward_fn=reward_fn if config.shaped_reward else None,
+        )
         if exact
         else agent.learned_model
     )

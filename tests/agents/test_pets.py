@@ -11,7 +11,7 @@ import torch
 
 from mbrl.algorithms.pets import PETS, PETSConfig
 from mbrl.model import UnknownNameError
-from mbrl.models import ModelDivergedError
+from mbrl.models import ModelDivergedError, known_functions
 from mbrl.training.envs import evaluate
 from mbrl.training.modelbased import PlannerKind, Precision, WorldKind
 
@@ -146,11 +146,28 @@ def test_exact_model_keeps_the_inverted_pendulum_up(tmp_path):
         ({"initial_random_steps": 1}, "initial_random_steps"),  # a fit needs a held-out row
         ({"model": WorldKind.EXACT}, "model"),  # Pendulum-v1 is not a MuJoCo task
         ({"planner": PlannerKind.ICEM, "population_size": 30, "num_elites": 20}, "num_elites"),
+        ({"shaped_reward": True}, "shaped_reward"),  # Pendulum-v1 has no planning reward
     ],
 )
 def test_bad_configs_name_the_field(changes, field):
     with pytest.raises(ValueError, match=rf"PETSConfig\.{field} must"):
         PETSConfig(env="Pendulum-v1", total_steps=400, **changes)
+
+
+def test_a_shaped_reward_needs_the_known_reward():
+    with pytest.raises(ValueError, match=r"PETSConfig\.shaped_reward must be False with"):
+        PETSConfig(env="InvertedPendulum-v5", shaped_reward=True, learned_reward=True)
+
+
+def test_the_shaped_reward_is_what_both_worlds_plan_on(tmp_path):
+    small = dict(ensemble_size=1, model_elites=1, model_hidden_sizes=(8,), run_dir=str(tmp_path))
+    shaped = known_functions("InvertedPendulum-v5").planning_reward
+    for world in WorldKind:
+        config = PETSConfig(env="InvertedPendulum-v5", shaped_reward=True, model=world, **small)
+        agent = PETS("InvertedPendulum-v5", config)
+        assert agent.mpc.world.reward_fn is shaped
+        plain = PETS("InvertedPendulum-v5", dataclasses.replace(config, shaped_reward=False))
+        assert plain.mpc.world.reward_fn is not shaped
 
 
 def test_bad_envs_are_refused(tmp_path):

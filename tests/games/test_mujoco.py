@@ -179,3 +179,31 @@ def test_bad_ids_and_shapes_are_refused():
         model.observe(state.float())
     with pytest.raises(ValueError, match="not the model's"):
         state_of(model, gym.make("Hopper-v5"))
+
+
+def test_a_reward_fn_replaces_the_tasks_reward():
+    seen = []
+
+    def reward_fn(obs, action, next_obs):
+        seen.append((obs, action, next_obs))
+        return next_obs[:, 0] - obs[:, 0] + action[:, 0]
+
+    plain = MujocoModel(MujocoConfig(env_id="Hopper-v5"))
+    shaped = MujocoModel(MujocoConfig(env_id="Hopper-v5"), reward_fn=reward_fn)
+    state = plain.initial_state(6, np.random.default_rng(0))
+    state[:2, -1] = 1.0  # two terminal rows: they absorb with reward 0
+    action = torch.from_numpy(np.random.default_rng(1).normal(0, 3, (6, plain.nu)))
+    a, b = plain.step(state, action), shaped.step(state, action)
+    assert torch.equal(a.state, b.state) and torch.equal(a.terminal, b.terminal)
+    obs, clipped, next_obs = seen[0]
+    assert clipped.abs().max() <= 1.0  # the action as applied, inside the box
+    torch.testing.assert_close(obs, plain.observe(state))
+    torch.testing.assert_close(next_obs, plain.observe(a.state))
+    expected = next_obs[:, 0] - obs[:, 0] + clipped[:, 0]
+    assert b.reward.dtype == torch.float32
+    torch.testing.assert_close(b.reward[2:], expected[2:].float())
+    assert (b.reward[:2] == 0).all() and not torch.equal(a.reward, b.reward)
+    with pytest.raises(ShapeError, match="reward_fn must return"):
+        MujocoModel(MujocoConfig(env_id="Hopper-v5"), reward_fn=lambda o, a, n: o[:, :2]).step(
+            state, action
+        )

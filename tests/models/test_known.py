@@ -17,6 +17,7 @@ from mbrl.models import (
     LearnedModel,
     covered_envs,
     known_functions,
+    shaped_envs,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -291,3 +292,33 @@ def test_hopper_speeds_of_100_are_not_visible_in_its_clipped_observation():
     assert not unwrapped.is_healthy
     assert not known_functions("Hopper-v5").termination(obs, None, obs).item()
     env.close()
+
+
+def test_the_inverted_pendulums_planning_reward_prefers_a_centred_upright_pole():
+    assert shaped_envs() == ["InvertedPendulum-v5"]
+    assert all(
+        known_functions(env_id).planning_reward is None
+        for env_id in covered_envs()
+        if env_id not in shaped_envs()
+    )
+    shaped = known_functions("InvertedPendulum-v5").planning_reward
+    # x, theta, x velocity, theta velocity; the tip is at x + 0.6 sin(theta)
+    next_obs = torch.tensor(
+        [
+            [0.0, 0.0, 0.0, 0.0],  # centred, upright: the best step
+            [0.5, 0.0, 0.0, 0.0],  # off centre
+            [0.9, 0.0, 0.0, 0.0],  # near the end of the rail
+            [0.1, -0.15, 0.0, 0.0],  # leaning back over the centre: tip at x 0.0104
+            [0.0, 0.21, 0.0, 0.0],  # fallen: the env terminates
+        ]
+    )
+    obs, action = torch.zeros_like(next_obs), torch.zeros(5, 1)
+    reward = shaped(obs, action, next_obs)
+    tip_x = next_obs[:, 0] + 0.6 * torch.sin(next_obs[:, 1])
+    tip_z = 0.6 * (torch.cos(next_obs[:, 1]) - 1)
+    closed_form = 0.5 * (1 + torch.exp(-(tip_x**2 + tip_z**2) / 0.36))
+    torch.testing.assert_close(reward[:4], closed_form[:4])
+    assert reward[0] == 1.0 and reward[4] == 0.0
+    assert reward[0] > reward[3] > reward[1] > reward[2] > 0.5  # every step up earns over half
+    known = known_functions("InvertedPendulum-v5")
+    assert torch.equal(reward > 0, known.reward(obs, action, next_obs) > 0)
