@@ -20,7 +20,7 @@ def main(steps: int = 20_000, seed: int = 1) -> None:
         agent = SAC("Pendulum-v1", config)
         result = agent.learn()  # logs to <run_dir>/progress.csv and TensorBoard
         print(f"evaluation return after {steps} steps: {result['eval/mean_return']:.1f}")
-        path = agent.save(f"{runs}/sac.pt")
+        path = agent.save(f"{runs}/sac.safetensors")
         agent = SAC.load(path)
 
     env = gym.make("Pendulum-v1")

@@ -67,7 +67,7 @@ class Agent(Protocol):
         ...
 
     def checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the whole training state (default: ``run_dir/checkpoints/latest.pt``)."""
+        """Write the whole training state (default: ``run_dir/checkpoints/latest.safetensors``)."""
         ...
 
     def parts(self, training: bool = False) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from mbrl.evaluation.report import ReportConfig
 from mbrl.games.players import QuitGame, make_player, player_specs
 from mbrl.model import SymmetricGame, UnknownNameError
 from mbrl.training.config import at_least
+from mbrl.training.convert import ConvertCommand
 from mbrl.training.run import RunInterrupted
 
 console = Console(highlight=False, soft_wrap=True)  # paths in messages stay whole
@@ -312,6 +313,12 @@ def run_bench(cmd: BenchConfig) -> None:
     run_sweep(cmd, console=console)
 
 
+def run_convert(cmd) -> None:
+    from mbrl.training.convert import run_convert as convert_files
+
+    convert_files(cmd, console)
+
+
 def run_report(cmd: ReportConfig) -> None:
     from mbrl.evaluation.report import write_report
 
@@ -325,12 +332,15 @@ COMMANDS = {
     "demo": (DemoCommand, run_demo),
     "bench": (BenchConfig, run_bench),
     "report": (ReportConfig, run_report),
+    "convert": (ConvertCommand, run_convert),
 }
 
 
 def _usage() -> None:
     """``mbrl --help``: every command, ``train`` included."""
-    console.print("usage: mbrl {train,games,play,eval,demo,bench,report} [--help] [flags]\n")
+    console.print(
+        "usage: mbrl {train,games,play,eval,demo,bench,report,convert} [--help] [flags]\n"
+    )
     rows = [("train", "Train an agent: mbrl train <algorithm> [--resume RUN] [--threads N] ...")]
     rows += [
         (name, (cls.__doc__ or "").strip().splitlines()[0]) for name, (cls, _) in COMMANDS.items()

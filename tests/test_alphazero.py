@@ -94,7 +94,7 @@ def test_learn_writes_a_run_folder_and_resumes(tmp_path):
     result = agent.learn()
     assert "eval/win_rate_vs_random" in result
     run = agent.run_dir
-    assert (run / "config.json").exists() and (run / "checkpoints" / "latest.pt").exists()
+    assert (run / "config.json").exists() and (run / "checkpoints" / "latest.safetensors").exists()
     assert len((run / "progress.csv").read_text().strip().splitlines()) == 3  # header + 2 rows
     assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
     resumed = AlphaZero.resume(run)

@@ -73,11 +73,11 @@ class FakeAgent:
 
     def save(self, path=None):
         payload = {"format": "fake", "config": dataclasses.asdict(self.config), "step": self.step}
-        return atomic_save(payload, path or self.run_dir / "checkpoints" / "latest.pt")
+        return atomic_save(payload, path or self.run_dir / "checkpoints" / "latest.safetensors")
 
     @classmethod
     def resume(cls, run_dir, console=None):
-        payload = load_checkpoint(Path(run_dir) / "checkpoints" / "latest.pt", "fake")
+        payload = load_checkpoint(Path(run_dir) / "checkpoints" / "latest.safetensors", "fake")
         agent = cls(payload["config"]["env"], cls.Config(**payload["config"]), run_dir=run_dir)
         agent.step = payload["step"]
         return agent

@@ -88,7 +88,7 @@ def test_train_resume_eval_and_play_an_agent(output, tmp_path):
     ]
     cli.main(["train", "alphazero", *flags])
     (run,) = list(Path(tmp_path).iterdir())
-    assert (run / "checkpoints" / "agent.pt").exists()
+    assert (run / "checkpoints" / "agent.safetensors").exists()
     cli.main(["train", "alphazero", "--resume", str(run)])
     assert "resuming" in output.getvalue()
     cli.main(["eval", "tic_tac_toe", "--players", f"agent:{run}@4", "random", "--num-games", "2"])

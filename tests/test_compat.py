@@ -1,4 +1,6 @@
-"""Run folders, sweeps and agents written before the layout by role still load and resume.
+"""Run folders, sweeps and agents written before the layout by role still load and resume,
+once converted from their pickled form (``mbrl convert``; opening them unconverted is
+refused with that command).
 
 ``tests/data/v1`` holds tiny runs written by the version before it (PPO, DQN, SAC,
 AlphaZero; one finished sweep cell naming ``mbrl.ppo:PPO``), made with::
@@ -35,6 +37,8 @@ from mbrl.algorithms.dqn import DQN
 from mbrl.algorithms.ppo import PPO
 from mbrl.algorithms.sac import SAC
 from mbrl.evaluation.bench import BenchConfig, run_sweep
+from mbrl.training.convert import convert
+from mbrl.training.datafile import OldFormatError
 
 V1 = Path(__file__).parent / "data" / "v1"
 
@@ -42,8 +46,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def copy(name: str, tmp_path: Path) -> Path:
-    """A writable copy (resuming writes to the run folder)."""
-    return Path(shutil.copytree(V1 / name, tmp_path / name))
+    """A writable copy (resuming writes to the run folder), converted to data-only files."""
+    run = Path(shutil.copytree(V1 / name, tmp_path / name))
+    for cell in [run, *sorted(run.glob("*-seed*"))]:
+        if (cell / "checkpoints").is_dir():
+            convert(cell)
+    return run
+
+
+@pytest.mark.parametrize("name", ["ppo-CartPole-v1", "alphazero-tic_tac_toe"])
+def test_an_unconverted_run_is_refused_with_the_command(name):
+    with pytest.raises(OldFormatError, match="mbrl convert"):
+        (AlphaZero if name.startswith("alphazero") else PPO).load(V1 / name)
 
 
 def test_old_module_names_are_the_new_modules():
@@ -79,7 +93,7 @@ def test_old_gymnasium_runs_load_and_resume(tmp_path, cls, name, steps, obs):
     resumed.learn(steps + 128)
     assert resumed.counters["steps"] >= steps + 128
     # the weights moved on from the old checkpoint's
-    old = cls.load(V1 / name)
+    old = cls.load(copy(name, tmp_path / "again"))
     net = "policy" if cls is PPO else "q_net" if cls is DQN else "actor"
     before = torch.nn.utils.parameters_to_vector(getattr(old, net).parameters())
     after = torch.nn.utils.parameters_to_vector(getattr(resumed, net).parameters())

@@ -45,6 +45,6 @@ def test_ray_actors_feed_the_learner_and_survive_a_death(tmp_path):
         assert "selfplay" in weights
         agent.counters["iteration"] = 2
         agent.learn()  # the last iteration, evaluation and checkpoint through the same path
-        assert (agent.run_dir / "checkpoints" / "latest.pt").exists()
+        assert (agent.run_dir / "checkpoints" / "latest.safetensors").exists()
     finally:
         ray.shutdown()

@@ -53,7 +53,7 @@ def wait_for_checkpoint(tmp_path: Path, process: subprocess.Popen, timeout=120.0
     """The run folder once its first checkpoint is written."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = list(tmp_path.glob("*/checkpoints/latest.pt"))
+        found = list(tmp_path.glob("*/checkpoints/latest.safetensors"))
         if found:
             return found[0].parent.parent
         if process.poll() is not None:
@@ -76,7 +76,7 @@ def test_a_signal_leaves_a_checkpoint_and_a_non_zero_exit(tmp_path, algorithm, f
     text, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, text
     assert "run folder" in text.splitlines()[0]  # a first plain line at start
-    assert f"checkpoint {run / 'checkpoints' / 'latest.pt'}" in text
+    assert f"checkpoint {run / 'checkpoints' / 'latest.safetensors'}" in text
     assert f"--resume {run}" in text
     last = read_agent_file(_cls(algorithm), _latest(run))
     assert last["training"] and last["counters"]["steps"] > first["counters"]["steps"]
@@ -91,7 +91,7 @@ def _cls(algorithm: str) -> type:
 
 
 def _latest(run: Path) -> Path:
-    return run / "checkpoints" / "latest.pt"
+    return run / "checkpoints" / "latest.safetensors"
 
 
 def test_a_run_killed_without_warning_resumes_from_its_checkpoint(tmp_path):
@@ -176,6 +176,6 @@ def test_play_an_agent_whose_run_has_only_latest(output, tmp_path):
     flags = [*AZ_FLAGS[:2], "--num-iterations", "1", *AZ_FLAGS[4:], "--run-dir", str(tmp_path)]
     cli.main(["train", "alphazero", *flags])
     (run,) = list(tmp_path.iterdir())
-    (run / "checkpoints" / "agent.pt").unlink()
+    (run / "checkpoints" / "agent.safetensors").unlink()
     cli.main(["play", "tic_tac_toe", "--x", f"agent:{run}", "--o", "random"])
     assert "agent@" in output.getvalue()

@@ -237,11 +237,11 @@ class AlphaZero:
         return parts
 
     def checkpoint(self, path: str | Path | None = None) -> Path:
-        """The whole training state (``checkpoints/latest.pt``), and the agent alone beside
-        it (``agent.pt``: network and config, small enough to share)."""
+        """The whole training state (``checkpoints/latest.safetensors``), and the agent alone beside
+        it (``agent.safetensors``: network and config, small enough to share)."""
         path = Path(path or self.checkpoint_path)
         save_agent(self, path, training=True)
-        self.save(path.parent / "agent.pt")
+        self.save(path.parent / "agent.safetensors")
         return path
 
     @classmethod

@@ -3,7 +3,7 @@
     sweeps/<name>-<time>/
         sweep.json                       the sweep config, the cells and the skipped pairs
         <agent>-<env>-seed<k>/           one run folder per cell (config.json, progress.csv,
-            cell.json                    TensorBoard events, checkpoints/latest.pt) plus
+            cell.json                    TensorBoard events, checkpoints/latest.safetensors) plus
             log.txt                      what the cell printed (local backend)
             done                         written when the cell finished (its last evaluation)
 
@@ -12,7 +12,7 @@ How a sweep runs:
     1. expand the config (or a named suite) into cells; drop the pairs whose action
        space the agent cannot handle (DQN: discrete only; SAC/TD3/DDPG: continuous only)
     2. for every cell without a ``done`` file, in up to ``num_workers`` at once:
-    3.   a cell with ``checkpoints/latest.pt`` continues via ``Agent.resume``; any other
+    3.   a cell with ``checkpoints/latest.safetensors`` continues via ``Agent.resume``; any other
          starts fresh via ``Agent(env, Agent.Config(...), run_dir=cell)``
     4.   ``agent.learn(total_steps)``, then write ``done``
 
@@ -42,7 +42,7 @@ import tyro
 from rich.console import Console
 
 from mbrl.training.config import at_least
-from mbrl.training.runs import config_from_json
+from mbrl.training.runs import LATEST, config_from_json
 
 __all__ = [
     "ENV_DEFAULTS",
@@ -256,10 +256,11 @@ def run_order(cells: list[Cell]) -> list[Cell]:
 
 
 def cell_state(cell_dir: Path) -> str:
-    """'done', 'partial' (a checkpoint to resume) or 'new'."""
+    """'done', 'partial' (a checkpoint to resume; one of the old, pickled form too, which
+    resuming refuses with the conversion command) or 'new'."""
     if (cell_dir / "done").exists():
         return "done"
-    if (cell_dir / "checkpoints" / "latest.pt").exists():
+    if any((cell_dir / "checkpoints" / name).exists() for name in (LATEST, "latest.pt")):
         return "partial"
     return "new"
 

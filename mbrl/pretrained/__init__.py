@@ -11,7 +11,7 @@ SHIPPED_AGENTS = Path(__file__).parent
 
 def shipped_agents() -> list[str]:
     """Names of the agents that come with the package (``agent:<name>``)."""
-    return sorted(p.stem for p in SHIPPED_AGENTS.glob("*.pt"))
+    return sorted(p.stem for p in SHIPPED_AGENTS.glob("*.safetensors"))
 
 
 def resolve_agent_path(path: str | Path) -> Path:
@@ -19,8 +19,8 @@ def resolve_agent_path(path: str | Path) -> Path:
     path = Path(path)
     if path.exists():
         return path
-    if (SHIPPED_AGENTS / f"{path}.pt").exists():
-        return SHIPPED_AGENTS / f"{path}.pt"
+    if (SHIPPED_AGENTS / f"{path}.safetensors").exists():
+        return SHIPPED_AGENTS / f"{path}.safetensors"
     raise FileNotFoundError(
         f"no agent at {path}: give a run folder, a checkpoint file, or one of the shipped "
         f"agents: {', '.join(shipped_agents()) or 'none'}"

@@ -6,25 +6,37 @@ An agent names its state as *parts* (modules, optimisers, tensors, anything with
 - ``agent.parts(training=False)``: what ``save`` writes and ``load`` reads:
   networks, optimisers, normalisers (enough to predict and to fine-tune);
 - ``agent.parts(training=True)``: also the replay buffer, environments and
-  RNG states, written to ``<run>/checkpoints/latest.pt`` so that ``resume``
+  RNG states, written to ``<run>/checkpoints/latest.safetensors`` so that ``resume``
   continues the run where it stopped.
 
-A file is ``{"format": "mbrl.<algo>/<version>", "config": ..., "counters": ...,
-"training": bool, "state": {part: state}}``, written atomically. Files of earlier
-versions are upgraded on load by the class's ``upgrade`` (old layouts) and by
+A file is ``{"format": "mbrl.<algo>/<version>", "about": {algorithm, env or game,
+observation and action spaces}, "config": ..., "counters": ..., "training": bool,
+"state": {part: state}}``, written atomically as data only
+(:mod:`mbrl.training.datafile`: safetensors tensors, the rest JSON; never unpickled).
+Files of earlier versions are upgraded on load by the class's ``upgrade`` (old layouts) and by
 :data:`COUNTER_ALIASES` (old step-counter names).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
-from mbrl.training.runs import atomic_save, config_from_json, config_to_json, load_checkpoint
+from mbrl.training.datafile import OldFormatError
+from mbrl.training.runs import (
+    AGENT_FILE,
+    LATEST,
+    atomic_save,
+    config_from_json,
+    config_to_json,
+    load_checkpoint,
+)
 
 __all__ = [
     "COUNTER_ALIASES",
@@ -33,6 +45,7 @@ __all__ = [
     "StateDicts",
     "agent_files",
     "checkpoint_file",
+    "describe",
     "load_agent",
     "pack_state",
     "read_agent_file",
@@ -110,19 +123,60 @@ def unpack_state(parts: dict[str, Any], states: dict, where: str) -> None:
 
 def checkpoint_file(path: str | Path, training: bool = False) -> Path:
     """The file behind ``path``: a file as it is; for a run folder, its
-    ``checkpoints/latest.pt`` (the training state), or for the agent alone its small
-    ``checkpoints/agent.pt`` where the run wrote one (else ``latest.pt`` serves)."""
+    ``checkpoints/latest.safetensors`` (the training state), or for the agent alone its
+    small ``checkpoints/agent.safetensors`` where the run wrote one (else the latest
+    serves). A folder of the old form (``latest.pt``) raises
+    :class:`~mbrl.training.datafile.OldFormatError` naming the conversion."""
     path = Path(path)
     if not path.is_dir():
         return path
-    latest, agent = path / "checkpoints" / "latest.pt", path / "checkpoints" / "agent.pt"
+    folder = path / "checkpoints"
+    latest, agent = folder / LATEST, folder / AGENT_FILE
+    if not latest.exists() and not agent.exists() and (folder / "latest.pt").exists():
+        raise OldFormatError(
+            f"{path} holds a checkpoint of the old, pickled form ({folder / 'latest.pt'}), "
+            f"which is not opened because unpickling can run code; if you trust it, "
+            f"convert the run once with `mbrl convert {path}`"
+        )
     return agent if not training and agent.exists() else latest
+
+
+@functools.lru_cache(maxsize=64)
+def _env_spaces(env_id: str) -> dict:
+    env = gym.make(env_id)
+    try:
+        return {"observation": _space(env.observation_space), "action": _space(env.action_space)}
+    finally:
+        env.close()
+
+
+def _space(space: gym.Space) -> dict:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n)}
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": space.low.tolist(), "high": space.high.tolist()}  # fmt: skip
+    return {"type": type(space).__name__, "shape": list(space.shape or ())}
+
+
+def describe(agent: Checkpointable) -> dict:
+    """What a reader of the file sees before loading it: the algorithm, its world (env
+    or game) and that world's observation and action spaces."""
+    world = type(agent).world_of(agent.config)
+    out = {"algorithm": type(agent).algo, type(agent).world_field: world}
+    game = getattr(agent, "game", None)
+    if hasattr(game, "spec"):
+        spec = game.spec
+        return out | {"observation": {"shape": list(spec.obs_shape)},
+                      "action": {"type": "Discrete", "n": spec.num_actions}}  # fmt: skip
+    return out | _env_spaces(world)
 
 
 def save_agent(agent: Checkpointable, path: str | Path, training: bool = False) -> Path:
     """Write ``agent.parts(training)`` with its config and counters, atomically."""
     payload = {
         "format": agent.FORMAT,
+        "about": describe(agent),
         "config": config_to_json(agent.config),
         "counters": dict(agent.counters),
         "training": training,
@@ -157,7 +211,7 @@ def load_agent(cls: type, path: str | Path, **kwargs) -> Any:
 
 
 def resume_agent(cls: type, run_dir: str | Path, **kwargs) -> Any:
-    """``cls`` with the whole training state of ``run_dir/checkpoints/latest.pt``."""
+    """``cls`` with the whole training state of ``run_dir/checkpoints/latest.safetensors``."""
     run_dir = Path(run_dir)
     file = checkpoint_file(run_dir, training=True)
     payload = read_agent_file(cls, file)
@@ -185,11 +239,11 @@ def agent_files(cls: type) -> type:
         return save_agent(self, path, training=False)
 
     def checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the whole training state (default ``run_dir/checkpoints/latest.pt``)."""
+        """Write the whole training state (default ``run_dir/checkpoints/latest.safetensors``)."""
         return save_agent(self, path or self.checkpoint_path, training=True)
 
     def checkpoint_path(self) -> Path:
-        return Path(self.run_dir) / "checkpoints" / "latest.pt"
+        return Path(self.run_dir) / "checkpoints" / LATEST
 
     def load(cls, path: str | Path, **kwargs):
         """The agent of ``save``'s file, a checkpoint or a run folder (keyword arguments

@@ -9,7 +9,6 @@ and fills the replay ring.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -22,6 +21,7 @@ from torch import Tensor
 from mbrl.training.checkpoint import RngStates, agent_files
 from mbrl.training.config import at_least, check_run_fields, fail, in_range, positive
 from mbrl.training.envs import check_env_id, evaluate, make_env
+from mbrl.training.envstate import EnvStateError, env_state, restore_env_state
 from mbrl.training.replay import Batch, ModelHook, ReplayBuffer, ReplayOnly, Ring
 from mbrl.training.run import Run, RunSpec, crossed, status_line
 from mbrl.training.runs import new_run_dir
@@ -121,12 +121,13 @@ class Collector:
         return {}
 
     def state_dict(self) -> dict:
-        """The environment with its episode in progress (pickled), or where it cannot be
-        pickled (a simulator handle) the RNG states of the environment and its action
-        space, from which a resumed run starts a fresh episode."""
+        """The environment with its episode in progress as plain data
+        (:mod:`mbrl.training.envstate`), or where it keeps something that is not data
+        the RNG states of the environment and its action space, from which a resumed
+        run starts a fresh episode."""
         try:
-            env = pickle.dumps(self.env)
-        except Exception:
+            env = env_state(self.env)
+        except EnvStateError:
             env = None
         return {
             "env": env,
@@ -137,8 +138,8 @@ class Collector:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("env") is not None:
-            self.env.close()
-            self.env, self.obs = pickle.loads(state["env"]), state["obs"]
+            restore_env_state(self.env, state["env"])
+            self.obs = state["obs"]
             return
         if "env_rng" in state:
             self.env.unwrapped.np_random.bit_generator.state = state["env_rng"]

@@ -15,7 +15,6 @@ Shapes: T steps per rollout, N environments, B batch, A actions (or action dims)
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import Tensor
 from mbrl.training.checkpoint import StateDicts, agent_files
 from mbrl.training.config import at_least, check_run_fields, in_range, positive
 from mbrl.training.envs import RunningMeanStd, evaluate, make_vector_env
+from mbrl.training.envstate import EnvStateError, env_state, restore_env_state
 from mbrl.training.nets import ActorCritic, make_adam
 from mbrl.training.returns import gae
 from mbrl.training.run import Run, RunSpec, crossed, status_line
@@ -324,13 +324,19 @@ class OnPolicyLoop:
         return parts
 
     def state_dict(self) -> dict:
-        """The loop's training state: RNGs, environments with their episodes, statistics."""
+        """The loop's training state: RNGs, environments with their episodes (as plain
+        data, :mod:`mbrl.training.envstate`; None for envs that keep other objects, whose
+        resumed run starts fresh episodes), statistics."""
         stats = self.envs
+        try:
+            envs = [env_state(env) for env in self.envs.unwrapped.envs]
+        except EnvStateError:
+            envs = None
         return {
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
             "next_obs": self.next_obs,
-            "envs": pickle.dumps(self.envs.unwrapped.envs),
+            "envs": envs,
             "episode_stats": {
                 k: getattr(stats, k)
                 for k in ("episode_returns", "episode_lengths", "prev_dones", "episode_count")
@@ -343,14 +349,20 @@ class OnPolicyLoop:
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
-        self.next_obs = state["next_obs"]
-        self.envs.unwrapped.envs = pickle.loads(state["envs"])
-        for key, value in state["episode_stats"].items():
-            setattr(self.envs, key, value)
         self._episodes = list(state["pending_episodes"])
         if self.return_rms is not None and state.get("return_rms") is not None:
             self.return_rms.load_state_dict(state["return_rms"])
             self._discounted = state["discounted"].copy()
+        if state["envs"] is None:  # not saved: fresh episodes, seeded from the run's RNG
+            obs, _ = self.envs.reset(seed=int(self.rng.integers(2**31)))
+            self.next_obs = self._prepare(obs, update=False)
+            self._discounted[:] = 0.0
+            return
+        self.next_obs = state["next_obs"]
+        for env, saved in zip(self.envs.unwrapped.envs, state["envs"], strict=True):
+            restore_env_state(env, saved)
+        for key, value in state["episode_stats"].items():
+            setattr(self.envs, key, value)
 
 
 _LOOP_KEYS = (

@@ -107,7 +107,7 @@ class Run:
         self.signum: int | None = None
         self.last_checkpoint: Path | None = None
         # the first iteration writes one unless the run already has one (a resumed run)
-        self._has_checkpoint = (self.run_dir / "checkpoints" / "latest.pt").exists()
+        self._has_checkpoint = (self.run_dir / "checkpoints" / "latest.safetensors").exists()
         self._last_checkpoint_time = time.monotonic()
         self._handlers: dict[int, Any] = {}
         self._window = (spec.step, time.perf_counter())

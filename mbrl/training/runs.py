@@ -1,23 +1,36 @@
 """Run folders and checkpoints shared by every training algorithm.
 
 ``runs/<algo>-<world>-<time>/`` holds ``config.json``, ``progress.csv``,
-TensorBoard events and ``checkpoints/`` (``latest.pt``, written atomically).
+TensorBoard events and ``checkpoints/`` (``latest.safetensors``, written atomically;
+files hold data only, see :mod:`mbrl.training.datafile`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import torch
+from mbrl.training.datafile import OldFormatError, read_data, write_data
 
-__all__ = ["atomic_save", "config_from_json", "config_to_json", "load_checkpoint", "new_run_dir"]
+__all__ = [
+    "AGENT_FILE",
+    "LATEST",
+    "atomic_save",
+    "config_from_json",
+    "config_to_json",
+    "load_checkpoint",
+    "new_run_dir",
+]
+
+LATEST = "latest.safetensors"
+"""A run's whole training state, in ``<run>/checkpoints/`` (rewritten as it trains)."""
+AGENT_FILE = "agent.safetensors"
+"""The agent alone beside it (networks and config), where a run writes one."""
 
 
 def new_run_dir(root: str | Path, algo: str, world: str) -> Path:
@@ -63,17 +76,14 @@ def config_from_json(config_cls: type, data: dict) -> Any:
 
 
 def atomic_save(payload: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    """Write a checkpoint or agent file atomically, as data only (:mod:`.datafile`)."""
+    return write_data(payload, path)
 
 
 def load_checkpoint(path: str | Path, expected_format: str, prefix: bool = False) -> dict:
-    """Load a checkpoint written by :func:`atomic_save`; clear errors when missing or foreign.
+    """Load a checkpoint written by :func:`atomic_save`; clear errors when missing or
+    foreign (a pickled file of the old form: :class:`~mbrl.training.datafile.OldFormatError`,
+    unread).
 
     With ``prefix``, ``expected_format`` is a family (``mbrl.sac``) and any version of it
     (``mbrl.sac/1``, ``mbrl.sac/2``) is accepted."""
@@ -81,14 +91,15 @@ def load_checkpoint(path: str | Path, expected_format: str, prefix: bool = False
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = read_data(path)
+    except (OldFormatError, ValueError):
+        raise
     except Exception as error:
         raise ValueError(f"checkpoint {path} is corrupt or unreadable: {error}") from error
-    found = payload.get("format") if isinstance(payload, dict) else None
+    found = payload.get("format")
     ok = found == expected_format or (
         prefix and isinstance(found, str) and found.startswith(expected_format + "/")
     )
     if not ok:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} is not a {expected_format} checkpoint (found {found})")
     return payload

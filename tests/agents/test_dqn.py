@@ -164,7 +164,7 @@ def test_learn_writes_the_run_folder(tmp_path):
     ):
         assert name in header
     assert agent.counters["steps"] == 500
-    assert (agent.run_dir / "checkpoints" / "latest.pt").exists()
+    assert (agent.run_dir / "checkpoints" / "latest.safetensors").exists()
 
 
 def test_save_load_gives_the_same_actions(tmp_path):

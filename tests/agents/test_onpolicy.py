@@ -287,7 +287,7 @@ def test_run_folder_holds_config_progress_and_checkpoint(tmp_path):
     result = agent.learn(512)
     run = agent.run_dir
     assert run.parent == tmp_path and run.name.startswith("ppo-CartPole-v1-")
-    assert (run / "config.json").exists() and (run / "checkpoints" / "latest.pt").exists()
+    assert (run / "config.json").exists() and (run / "checkpoints" / "latest.safetensors").exists()
     assert list(run.glob("events.out.tfevents.*"))
     with (run / "progress.csv").open() as f:
         header = next(csv.reader(f))
@@ -350,7 +350,7 @@ def test_cli_trains_and_resumes_ppo(tmp_path):
     finally:
         torch.set_num_threads(threads)
     (run,) = tmp_path.iterdir()
-    assert (run / "checkpoints" / "latest.pt").exists()
+    assert (run / "checkpoints" / "latest.safetensors").exists()
     cli.main(["train", "ppo", "--resume", str(run)])
     assert PPO.resume(run).counters["steps"] == 256
 
