@@ -4,6 +4,7 @@ as it did before its conversion."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import pickle
@@ -220,3 +221,50 @@ def test_a_file_says_what_it_holds_before_it_is_loaded(tmp_path):
     assert about["algorithm"] == "ppo" and about["env"] == "Pendulum-v1"
     assert about["observation"]["shape"] == [3] and about["action"]["type"] == "Box"
     assert about["action"]["low"] == [-2.0] and about["action"]["high"] == [2.0]
+
+
+SMALL = {"population_size": 16, "num_elites": 4, "num_particles": 2, "horizon": 3,
+         "ensemble_size": 2, "model_elites": 2, "model_hidden_sizes": (8,),
+         "num_blocks": 1, "channels": 4,
+         "eval_simulations": 4, "num_simulations": 4}  # fmt: skip
+
+
+def _parameters(agent) -> list[torch.Tensor]:
+    parts = agent.parts(training=False).values()
+    return [w for part in parts if isinstance(part, torch.nn.Module) for w in part.parameters()]
+
+
+def _weights(agent) -> torch.Tensor:
+    return torch.cat([w.detach().flatten() for w in _parameters(agent)])
+
+
+@pytest.mark.parametrize("algo", available_agents())
+def test_every_agent_acts_the_same_after_a_save_and_load(tmp_path, algo):
+    cls = agent_class(algo)
+    names = {field.name for field in dataclasses.fields(cls.Config)}
+    if cls.world_field == "game":
+        world, config = "tic_tac_toe", {"game": "tic_tac_toe"}
+    else:
+        world = "Pendulum-v1" if "continuous" in cls.action_spaces else "CartPole-v1"
+        config = {"env": world}
+    config |= {k: v for k, v in SMALL.items() if k in names} | {"run_dir": str(tmp_path)}
+    agent = cls(world, cls.Config(**config))
+    fresh = _weights(cls(world, cls.Config(**config)))
+    with torch.no_grad():  # weights a fresh agent of the same seed does not have
+        for weight in _parameters(agent):
+            weight.add_(0.3 * torch.randn_like(weight))
+    loaded = cls.load(agent.save(tmp_path / "agent.safetensors"))
+    torch.testing.assert_close(_weights(loaded), _weights(agent), rtol=0, atol=0)
+    assert not torch.equal(_weights(loaded), fresh)
+    if cls.world_field == "game":
+        game = games.make(world)
+        state = game.initial_state(4)
+        act = [a.player(game, seed=0).act(state, [[]] * 4) for a in (agent, loaded)]
+    else:
+        obs = np.random.default_rng(0).normal(size=(4, 3 if world == "Pendulum-v1" else 4))
+        obs = obs.astype(np.float32)
+        for a in (agent, loaded):
+            if hasattr(a, "generator"):
+                a.generator.manual_seed(5)  # MPC samples its candidates
+        act = [a.predict(obs) for a in (agent, loaded)]
+    np.testing.assert_array_equal(np.asarray(act[0]), np.asarray(act[1]))
