@@ -11,7 +11,8 @@ move ``histories``, which every caller keeps beside the states.
 Player specs as strings (``make_player``): ``human``, ``random``,
 ``mcts:N`` (OpenSpiel's MCTS with random rollouts, N simulations),
 ``solver`` (exact minimax for tic-tac-toe, the ``bitbully`` solver for
-connect four), ``minimax`` (tic-tac-toe only).
+connect four), ``minimax`` (exact on tic-tac-toe) and ``minimax:D`` (connect four:
+alpha-beta to depth D plies, default 6, :mod:`mbrl.games.connect_four_minimax`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from torch import Tensor
 
 from mbrl.model import GameModel, UnknownNameError
 
-from . import minimax
+from . import connect_four_minimax, minimax
 
 __all__ = [
+    "ConnectFourMinimaxPlayer",
     "HumanPlayer",
     "MinimaxPlayer",
     "OpenSpielMCTSPlayer",
@@ -147,6 +149,28 @@ class MinimaxPlayer:
         return torch.tensor(moves, dtype=torch.int64)
 
 
+class ConnectFourMinimaxPlayer:
+    """Depth-limited connect-four minimax: among the best-scoring moves, a seeded random one."""
+
+    DEFAULT_DEPTH = 6
+
+    def __init__(self, game: GameModel, depth: int = DEFAULT_DEPTH, seed: int = 0):
+        if openspiel_name(game) != "connect_four":
+            raise ValueError(f"minimax:D is for connect_four, not {game.spec.name}")
+        self.game, self.depth = game, depth
+        self.name = f"minimax:{depth}"
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, state: Tensor, histories: Sequence[Sequence[int]]) -> Tensor:
+        _check_batch(state, histories)
+        moves = []
+        for history in histories:
+            scores = connect_four_minimax.move_scores(history, self.depth)
+            best = max(scores.values())
+            moves.append(self._rng.choice([a for a, s in scores.items() if s == best]))
+        return torch.tensor(moves, dtype=torch.int64)
+
+
 def _import_bitbully():
     try:
         import bitbully
@@ -241,7 +265,7 @@ class HumanPlayer:
 
 
 def player_specs() -> list[str]:
-    return ["human", "random", "mcts:N", "solver", "minimax"]
+    return ["human", "random", "mcts:N", "solver", "minimax", "minimax:D"]
 
 
 def check_player_spec(spec: str, game_name: str) -> None:
@@ -254,13 +278,23 @@ def check_player_spec(spec: str, game_name: str) -> None:
     if kind == "mcts":
         if not (arg == "" or (arg.isdigit() and int(arg) >= 1)):
             raise ValueError(f"player {spec!r}: write mcts:N with N simulations, e.g. mcts:1000")
-    elif kind == "minimax" and name != "tic_tac_toe":
-        raise ValueError(f"minimax player is for tic_tac_toe, not {game_name}")
+    elif kind == "minimax" and name == "connect_four":
+        if not (arg == "" or (arg.isdigit() and int(arg) >= 1)):
+            raise ValueError(
+                f"player {spec!r}: write minimax:D with a depth D >= 1, e.g. minimax:6"
+            )
+    elif kind == "minimax" and (name != "tic_tac_toe" or arg):
+        raise ValueError(
+            f"player {spec!r}: minimax is exact on tic_tac_toe and minimax:D plays "
+            f"connect_four, not {game_name}"
+        )
     elif kind == "solver" and name not in ("tic_tac_toe", "connect_four"):
         raise ValueError(
             f"no solver for {game_name}; solvers exist for tic_tac_toe and connect_four"
         )
-    elif kind not in ("human", "random", "mcts", "minimax", "solver") or (kind != "mcts" and arg):
+    elif kind not in ("human", "random", "mcts", "minimax", "solver") or (
+        kind not in ("mcts", "minimax") and arg
+    ):
         raise UnknownNameError(
             f"unknown player {spec!r}; players: {', '.join(player_specs())}",
             name=spec,
@@ -269,7 +303,8 @@ def check_player_spec(spec: str, game_name: str) -> None:
 
 
 def make_player(spec: str, game: GameModel, seed: int = 0, **human_io) -> Player:
-    """A player from a spec string: ``human``, ``random``, ``mcts:N``, ``solver``, ``minimax``."""
+    """A player from a spec string: ``human``, ``random``, ``mcts:N``, ``solver``,
+    ``minimax`` (tic-tac-toe), ``minimax:D`` (connect four)."""
     kind, _, arg = spec.partition(":")
     if kind == "human":
         return HumanPlayer(game, **human_io)
@@ -284,6 +319,12 @@ def make_player(spec: str, game: GameModel, seed: int = 0, **human_io) -> Player
             ) from None
         return OpenSpielMCTSPlayer(game, num_simulations, seed)
     if kind == "minimax":
+        if openspiel_name(game) == "connect_four":
+            check_player_spec(spec, game.spec.name)
+            depth = int(arg) if arg else ConnectFourMinimaxPlayer.DEFAULT_DEPTH
+            return ConnectFourMinimaxPlayer(game, depth, seed)
+        if arg:
+            check_player_spec(spec, game.spec.name)
         return MinimaxPlayer(game, seed)
     if kind == "solver":
         name = openspiel_name(game)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import tyro
@@ -71,14 +71,24 @@ class EvalCommand:
     mistakes: int = 0
     """Connect four only: also measure each player's mistake rate against the solver
     (bitbully) on this many seeded positions; with one player, only this is done."""
+    benchmark: Literal["pons"] | None = None
+    """Connect four only: instead of games, each player's mistake rate on Pascal Pons'
+    six public sets (``pons``; needs the solver extra, bitbully)."""
+    per_set: int = 1000
+    """Positions of each Pons set (the first ones of its file; all: 1000)."""
 
     flag_names = True
 
     def __post_init__(self):
-        if len(self.players) < (1 if self.mistakes else 2):
-            raise ValueError("--players needs at least two players (one with --mistakes)")
+        if len(self.players) < (1 if self.mistakes or self.benchmark else 2):
+            raise ValueError(
+                "--players needs at least two players (one with --mistakes or --benchmark)"
+            )
         at_least(self, 1, "num_games")
         at_least(self, 0, "mistakes")
+        at_least(self, 1, "per_set")
+        if self.benchmark and self.game.removeprefix("openspiel:") != "connect_four":
+            raise ValueError(f"--benchmark pons is for connect_four, not {self.game}")
         if self.mistakes and self.game.removeprefix("openspiel:") != "connect_four":
             raise ValueError(f"--mistakes is for connect_four, not {self.game}")
 
@@ -205,6 +215,15 @@ def run_eval(cmd: EvalCommand) -> None:
 
     game = games.make(cmd.game)
     players = [build_player(spec, game, cmd.seed + i) for i, spec in enumerate(cmd.players)]
+    if cmd.benchmark:
+        from mbrl.evaluation.pons import pons_benchmark, pons_table
+
+        def progress(name, player, report):
+            console.print(f"{name}: {player} {100 * report.rate:.1f}% ({report.num_mistakes})")
+
+        results = pons_benchmark(players, game, cmd.per_set, progress=progress)
+        console.print(pons_table(cmd.players, results))
+        return
     if len(players) > 1:
         table = round_robin(game, players, cmd.num_games, console=console)
         console.print(table.render())
