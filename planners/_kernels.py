@@ -48,6 +48,7 @@ TREE_FIELDS = (
     "parent_action",  # [B, N] int32
     "children",  # [B, N, A] int32, UNVISITED = not expanded
     "child_reward",  # [B, N, A] float32, reward of the mover at the node
+    "terminal_edge",  # [B, N, A] bool, the edge ends the game (known when the node is made)
     "logits",  # [B, N, A] float32, -inf where illegal
     "prior",  # [B, N, A] float32, softmax of logits
     "num_nodes",  # [B] int32
@@ -91,9 +92,18 @@ def make_rules(interior_rule: int, c_puct: float, c_visit: float, c_scale: float
 
 # ----------------------------------------------------------- row helpers
 @numba.njit(inline="always")
+def is_known(tree, b, n, a):
+    """Whether edge (n, a) has a value: expanded, or known to end the game."""
+    return tree.children[b, n, a] >= 0 or tree.terminal_edge[b, n, a]
+
+
+@numba.njit(inline="always")
 def edge_value(tree, b, n, a):
-    """(value of edge (n, a) for the player at n, proven?); the edge must be expanded."""
+    """(value of edge (n, a) for the player at n, proven?); the edge must be known
+    (:func:`is_known`): an unexpanded edge that ends the game is worth its reward, exactly."""
     c = tree.children[b, n, a]
+    if c < 0:
+        return tree.child_reward[b, n, a], True
     sign = 1.0 if tree.to_play[b, c] == tree.to_play[b, n] else -1.0
     if tree.solved[b, c]:
         return tree.child_reward[b, n, a] + sign * tree.solved_value[b, c], True
@@ -116,8 +126,8 @@ def completed_sigma_q(tree, rules, b, n, out):
     """Gumbel's sigma(completed, rescaled q) of node n's edges into ``out[A]``; -inf if illegal.
 
     Unvisited edges get v_mix, the prior-weighted mix of the raw value and the
-    visited edges' values; all are min-max rescaled and scaled by
-    ``(c_visit + max N) * c_scale``.
+    visited edges' values (an unvisited edge known to end the game: its reward); all
+    are min-max rescaled and scaled by ``(c_visit + max N) * c_scale``.
     """
     A = tree.children.shape[2]
     sum_visits, max_visits, weighted_q, weight = 0.0, 0.0, 0.0, 0.0
@@ -138,7 +148,7 @@ def completed_sigma_q(tree, rules, b, n, out):
         if not is_legal(tree, b, n, a):
             continue
         if tree.children[b, n, a] < 0:
-            out[a] = v_mix
+            out[a] = tree.child_reward[b, n, a] if tree.terminal_edge[b, n, a] else v_mix
         lo = min(lo, out[a])
         hi = max(hi, out[a])
     scale = (rules.c_visit + max_visits) * rules.c_scale / max(hi - lo, 1e-8)
@@ -155,7 +165,7 @@ def puct_action(tree, rules, b, n):
     for a in range(tree.children.shape[2]):
         if not is_legal(tree, b, n, a):
             continue
-        q = edge_value(tree, b, n, a)[0] if tree.children[b, n, a] >= 0 else 0.0
+        q = edge_value(tree, b, n, a)[0] if is_known(tree, b, n, a) else 0.0
         score = q + rules.c_puct * tree.prior[b, n, a] * sqrt_n / (1 + edge_visits(tree, b, n, a))
         if score > best:
             best, best_a = score, a
@@ -189,13 +199,15 @@ def gumbel_action(tree, rules, b, n, scratch):
 
 @numba.njit(inline="always")
 def best_proven_action(tree, b, n):
-    """The legal expanded edge with the highest proven value (a solved root's move)."""
-    best_a, best = -1, NEG_INF
+    """The legal known edge with the highest proven value (a solved root's move); on a
+    tie, a move that ends the game (a win now rather than later), then the lowest."""
+    best_a, best, best_ends = -1, NEG_INF, False
     for a in range(tree.children.shape[2]):
-        if is_legal(tree, b, n, a) and tree.children[b, n, a] >= 0:
+        if is_legal(tree, b, n, a) and is_known(tree, b, n, a):
             q, proven = edge_value(tree, b, n, a)
-            if proven and q > best:
-                best, best_a = q, a
+            ends = tree.terminal_edge[b, n, a]
+            if proven and (q > best or (q == best and ends and not best_ends)):
+                best, best_a, best_ends = q, a, ends
     return best_a
 
 
@@ -275,6 +287,29 @@ def set_node(tree, b, c, to_play, terminal, value):
 
 
 @numba.njit(inline="always")
+def set_terminal_edges(tree, rules, b, n, edge_terminal, edge_reward):
+    """Mark node n's moves that end the game (``edge_terminal [A]``, their rewards
+    ``edge_reward [A]``); returns whether that solves n (a win in one, or every move
+    ends the game)."""
+    any_terminal = False
+    for a in range(tree.children.shape[2]):
+        if edge_terminal[a] and is_legal(tree, b, n, a):
+            tree.terminal_edge[b, n, a] = True
+            tree.child_reward[b, n, a] = edge_reward[a]
+            any_terminal = True
+    if any_terminal:
+        update_solved(tree, rules, b, n)
+    return tree.solved[b, n]
+
+
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH, batch_arg=2)
+def set_root_terminal_edges(tree, rules, edge_terminal, edge_reward):
+    """:func:`set_terminal_edges` at every row's root."""
+    for b in prange(edge_terminal.shape[0]):
+        set_terminal_edges(tree, rules, b, 0, edge_terminal[b], edge_reward[b])
+
+
+@numba.njit(inline="always")
 def update_solved(tree, rules, b, n):
     """Mark node n solved if an edge proves a win or all legal edges are proven."""
     best = NEG_INF
@@ -282,7 +317,7 @@ def update_solved(tree, rules, b, n):
     for a in range(tree.children.shape[2]):
         if not is_legal(tree, b, n, a):
             continue
-        if tree.children[b, n, a] < 0:
+        if not is_known(tree, b, n, a):
             all_proven = False
             continue
         q, proven = edge_value(tree, b, n, a)
@@ -345,9 +380,11 @@ def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
     """Add the child of (node, action) per row, then back its value up to the root.
 
     ``expansion`` = (reward [B], terminal [B], to_play [B], logits [B, A], legal [B, A],
-    value [B]) of the new children; rows with ``action[b] = -1`` back up from ``node[b]``.
+    value [B], edge_terminal [B, A], edge_reward [B, A]) of the new children, the last
+    two the moves of each child that end the game and their rewards
+    (:func:`set_terminal_edges`); rows with ``action[b] = -1`` back up from ``node[b]``.
     """
-    reward, terminal, to_play, logits, legal, value = expansion
+    reward, terminal, to_play, logits, legal, value, edge_terminal, edge_reward = expansion
     for b in prange(node.shape[0]):
         n, a = node[b], action[b]
         if a >= 0:
@@ -355,6 +392,8 @@ def expand_and_backup(tree, rules, node, action, expansion, out_leaf):
             v = set_node(tree, b, leaf, to_play[b], terminal[b], value[b])
             if not terminal[b]:
                 set_prior(tree, b, leaf, logits[b], legal[b])
+                if set_terminal_edges(tree, rules, b, leaf, edge_terminal[b], edge_reward[b]):
+                    v = tree.solved_value[b, leaf]
         else:
             leaf, v = n, tree.solved_value[b, n] if tree.solved[b, n] else 0.0
         out_leaf[b] = leaf
@@ -411,8 +450,8 @@ def halving_root_action(tree, rules, gumbel, level, scratch, out_action):
 
 @numba.njit(cache=True)
 def edge_values(tree, n, out, out_proven):
-    """``out[b, a], out_proven[b, a] = edge_value(tree, b, n, a)`` where expanded."""
+    """``out[b, a], out_proven[b, a] = edge_value(tree, b, n, a)`` where known."""
     for b in range(out.shape[0]):
         for a in range(out.shape[1]):
-            if tree.children[b, n, a] >= 0:
+            if is_known(tree, b, n, a):
                 out[b, a], out_proven[b, a] = edge_value(tree, b, n, a)

@@ -32,7 +32,11 @@ Solved values: a terminal child has an exact value (its reward). A node is
 solved when one of its edges has a proven value of at least ``win_value``
 (a forced win) or when every legal edge is proven; solved nodes back up their
 exact value and are never searched as if open (selection at a solved node
-takes its best proven edge).
+takes its best proven edge). With ``find_terminal_moves`` (the default) every new
+node steps all its legal moves once, so the moves that end the game are proven
+edges from the start, visited or not: a win in one is taken and proven as soon as
+its node exists, and a reply that wins at once shows the move before it as lost,
+whatever the prior says of that reply.
 """
 
 from __future__ import annotations
@@ -83,6 +87,11 @@ class MCTSConfig:
     """Gumbel: see c_visit (paper and mctx: 0.1)."""
     win_value: float | None = 1.0
     """Edge value that proves a node won (1 for win/draw/loss games; None: no short-cut)."""
+    find_terminal_moves: bool = True
+    """When a node is made, step each of its legal moves once (one batched model call for
+    all new nodes) to find the moves that end the game: a win in one solves the node at
+    once, and a move into a loss, a draw or a win is known exactly before it is visited,
+    so no selection rule can miss it. False saves that step (a costly learned model)."""
 
     def __post_init__(self):
         checks = {
@@ -119,6 +128,7 @@ class Tree:
     parent_action: np.ndarray  # [B, N] int32
     children: np.ndarray  # [B, N, A] int32, UNVISITED = not expanded
     child_reward: np.ndarray  # [B, N, A] float32, reward of the mover at the node
+    terminal_edge: np.ndarray  # [B, N, A] bool, the move ends the game (known at creation)
     logits: np.ndarray  # [B, N, A] float32, -inf where illegal
     prior: np.ndarray  # [B, N, A] float32, softmax of logits
     num_nodes: np.ndarray  # [B] int32
@@ -141,6 +151,7 @@ class Tree:
             parent_action=np.full((B, N), -1, np.int32),
             children=np.full((B, N, A), UNVISITED, np.int32),
             child_reward=np.zeros((B, N, A), np.float32),
+            terminal_edge=np.zeros((B, N, A), np.bool_),
             logits=np.full((B, N, A), NEG_INF, np.float32),
             prior=np.zeros((B, N, A), np.float32),
             num_nodes=np.ones(B, np.int32),
@@ -170,7 +181,8 @@ class Tree:
 @dataclass(frozen=True)
 class SearchResult:
     action: Tensor
-    """[B] int64: the move to play (PUCT: most visited; Gumbel: sequential halving's winner)."""
+    """[B] int64: the move to play (PUCT: most visited; Gumbel: sequential halving's winner;
+    never a move proven lost while another is not; a solved root: its best proven move)."""
     policy: Tensor
     """[B, A] float32 policy target (PUCT: visit distribution; Gumbel: completed-Q policy)."""
     visit_counts: Tensor
@@ -278,6 +290,9 @@ def search(
     tree = Tree.allocate(B, N, A, root_state)
     rules = _rules(config)
     legal = _expand_root(model, evaluator, root_state, tree, config, rng)
+    if config.find_terminal_moves:
+        ends, rewards = _terminal_moves(model, root_state, legal)
+        kernels.set_root_terminal_edges.for_batch(B)(tree.record, rules, ends, rewards)
     gumbel = np.zeros((B, A), np.float32)
     if config.root_policy is RootPolicy.GUMBEL:
         gumbel = (rng.gumbel(size=(B, A)) * config.gumbel_scale).astype(np.float32)
@@ -295,7 +310,7 @@ def search(
         num_expanding = select(tree.record, rules, root_action, node, action)
         # 2. one batched model step and one evaluator call for the new children
         expansion, new_states = _evaluate_children(
-            model, evaluator, states, node, action, num_expanding
+            model, evaluator, states, node, action, num_expanding, config.find_terminal_moves
         )
         # 3. expand and back up
         expand_and_backup(tree.record, rules, node, action, expansion, leaf)
@@ -389,16 +404,34 @@ def _expand_root(model, evaluator, root_state, tree, config, rng) -> np.ndarray:
     return legal
 
 
-def _evaluate_children(model, evaluator, states: _States, node, action, num_expanding):
-    """One batched model step and one evaluator call for the edges being expanded.
+def _terminal_moves(model, states: Tensor, legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ends [K, A] bool, reward [K, A] float32)``: which legal moves of each state end
+    the game, and the mover's reward for them; one model step over every legal pair."""
+    ends = np.zeros(legal.shape, np.bool_)
+    rewards = np.zeros(legal.shape, np.float32)
+    rows, actions = np.nonzero(legal)
+    if rows.size:
+        index = torch.from_numpy(rows)
+        step = model.step(states[index], torch.from_numpy(actions.astype(np.int64)))
+        ends[rows, actions] = _numpy(step.terminal, np.bool_)
+        rewards[rows, actions] = _numpy(step.reward, np.float32)
+    return ends, rewards
+
+
+def _evaluate_children(
+    model, evaluator, states: _States, node, action, num_expanding, find_terminal_moves
+):
+    """One batched model step and one evaluator call for the edges being expanded (and,
+    with ``find_terminal_moves``, one step over the new children's legal moves).
 
     Returns ``(expansion, new_states)``: the arrays ``expand_and_backup`` reads
-    (reward, terminal, to_play, logits, legal mask, value) and the states
+    (reward, terminal, to_play, logits, legal mask, value, the moves that end the game
+    and their rewards) and the states
     ``[B, *S]``, or a placeholder and None when no row expands. Rows that
     expand nothing (their walk ended at a terminal or solved node) borrow
     another row's edge so the batch stays whole; their results are unused.
     """
-    B = node.shape[0]
+    B, action_in = node.shape[0], action
     if num_expanding == 0:
         return _no_expansion(B, model.spec.num_actions), None
     if num_expanding == B:
@@ -411,13 +444,22 @@ def _evaluate_children(model, evaluator, states: _States, node, action, num_expa
         action = np.where(expand, action, action[donor])
     step = model.step(parents, torch.from_numpy(action.astype(np.int64)))
     evaluation = evaluator.evaluate(step.state)
+    legal = _numpy(model.legal_actions(step.state), np.bool_)
+    terminal = _numpy(step.terminal, np.bool_)
+    if find_terminal_moves:
+        growing = ~terminal if num_expanding == B else (action_in >= 0) & ~terminal
+        ends, rewards = _terminal_moves(model, step.state, legal & growing[:, None])
+    else:
+        ends, rewards = np.zeros(legal.shape, np.bool_), np.zeros(legal.shape, np.float32)
     expansion = (
         _numpy(step.reward, np.float32),
-        _numpy(step.terminal, np.bool_),
+        terminal,
         _numpy(model.to_play(step.state), np.int64),
         _numpy(evaluation.logits, np.float32),
-        _numpy(model.legal_actions(step.state), np.bool_),
+        legal,
         _numpy(evaluation.value, np.float32),
+        ends,
+        rewards,
     )
     return expansion, step.state
 
@@ -431,6 +473,8 @@ def _no_expansion(B: int, A: int):
         np.zeros((B, A), np.float32),
         np.zeros((B, A), np.bool_),
         np.zeros(B, np.float32),
+        np.zeros((B, A), np.bool_),
+        np.zeros((B, A), np.float32),
     )
 
 
@@ -438,18 +482,27 @@ def _result(tree: Tree, rules, gumbel: np.ndarray, config: MCTSConfig) -> Search
     visits = tree.edge_visits(0)
     q_values, proven = tree.edge_values(0)
     legal = tree.logits[:, 0] != NEG_INF
+    # A move proven lost is not played while another is not (its visits may still lead:
+    # the prior can keep sending simulations down a refuted edge).
+    win_value = math.inf if config.win_value is None else config.win_value
+    lost = legal & proven & (q_values <= -win_value)
+    keep = legal & ~(lost & ~(lost == legal).all(axis=1, keepdims=True))
+    kept_visits = np.where(keep, visits, -1)
     if config.root_policy is RootPolicy.GUMBEL:
         score, sigma_q = _gumbel_root(tree, rules, gumbel)
         z = np.where(legal, tree.logits[:, 0] + sigma_q, NEG_INF)
         policy = np.exp(z - z.max(axis=1, keepdims=True))
-        score[visits != visits.max(axis=1, keepdims=True)] = NEG_INF
+        score[kept_visits != kept_visits.max(axis=1, keepdims=True)] = NEG_INF
         action = score.argmax(axis=1)
     else:
         policy = visits.astype(np.float32)
-        action = visits.argmax(axis=1)
+        action = kept_visits.argmax(axis=1)
     policy = (policy / policy.sum(axis=1, keepdims=True)).astype(np.float32)
-    # A solved root plays its best proven edge.
-    best_proven = np.where(legal & proven, q_values, NEG_INF).argmax(axis=1)
+    # A solved root plays its best proven edge (on a tie, one that ends the game now).
+    proven_q = np.where(legal & proven, q_values, NEG_INF)
+    best = proven_q == proven_q.max(axis=1, keepdims=True)
+    now = best & tree.terminal_edge[:, 0]
+    best_proven = np.where(now.any(axis=1), now.argmax(axis=1), best.argmax(axis=1))
     action = np.where(tree.solved[:, 0], best_proven, action).astype(np.int64)
     root_value = np.where(
         tree.solved[:, 0], tree.solved_value[:, 0], tree.value_sum[:, 0] / tree.visits[:, 0]

@@ -1,7 +1,8 @@
 """A plain object-per-node MCTS: the readable reference the batched search is tested against.
 
 Same rules as :mod:`mbrl.planners.mcts` (PUCT or Gumbel at the root, solved
-values, deterministic tie-breaking: the lowest action index wins a tie), one
+values, the moves that end the game found when a node is made, deterministic
+tie-breaking: the lowest action index wins a tie), one
 game at a time, one model call per expansion. Slow on purpose; use
 :func:`mbrl.planners.mcts.search` for real work.
 """
@@ -34,14 +35,20 @@ class Node:
     value_sum: np.float32 = field(default_factory=lambda: np.float32(0.0))
     children: dict[int, Node] = field(default_factory=dict)
     rewards: dict[int, float] = field(default_factory=dict)
+    ends: dict[int, float] = field(default_factory=dict)  # moves that end the game: reward
     solved: bool = False
     solved_value: float = 0.0
 
     def legal(self) -> list[int]:
         return [a for a in range(len(self.logits)) if self.logits[a] != -np.inf]
 
+    def known(self, a: int) -> bool:
+        return a in self.children or a in self.ends
+
     def edge(self, a: int) -> tuple[float, bool]:
         """(value of edge a for the player to move here, proven?)."""
+        if a not in self.children:  # a move known to end the game: its reward, exactly
+            return float(self.ends[a]), True
         child = self.children[a]
         sign = 1.0 if child.to_play == self.to_play else -1.0
         if child.solved:
@@ -52,7 +59,9 @@ class Node:
         return self.children[a].visits if a in self.children else 0
 
 
-def _make_node(model: Model, evaluator: Evaluator, state: Tensor, terminal: bool = False) -> Node:
+def _make_node(
+    model: Model, evaluator: Evaluator, state: Tensor, config: MCTSConfig, terminal: bool = False
+) -> Node:
     node = Node(state, int(model.to_play(state)[0]), terminal)
     if terminal:
         node.solved, node.solved_value = True, 0.0
@@ -65,6 +74,13 @@ def _make_node(model: Model, evaluator: Evaluator, state: Tensor, terminal: bool
     prior = np.where(legal, np.exp(logits.astype(np.float64) - logits.max()), 0.0)
     node.prior = prior / prior.sum()
     node.raw_value = float(evaluation.value[0])
+    if config.find_terminal_moves:  # step every legal move once: which end the game?
+        for a in node.legal():
+            step = model.step(state, torch.tensor([a]))
+            if bool(step.terminal[0]):
+                node.ends[a] = float(step.reward[0])
+        if node.ends:
+            _update_solved(node, math.inf if config.win_value is None else config.win_value)
     return node
 
 
@@ -80,7 +96,7 @@ def _sigma_completed_q(node: Node, config: MCTSConfig) -> np.ndarray:
     if weight > 0:
         weighted = sum(node.prior[a] * q[a] for a in visited) / weight
         v_mix = (node.raw_value + sum_visits * weighted) / (1 + sum_visits)
-    completed = {a: q.get(a, v_mix) for a in legal}
+    completed = {a: q.get(a, node.ends.get(a, v_mix)) for a in legal}
     lo, hi = min(completed.values()), max(completed.values())
     scale = (config.c_visit + max_visits) * config.c_scale / max(hi - lo, 1e-8)
     out = np.full(len(node.logits), -np.inf)
@@ -94,8 +110,8 @@ def _choose(node: Node, config: MCTSConfig, is_root: bool, forced: int | None) -
         return forced
     legal = node.legal()
     if node.solved:  # only the root gets here: its best proven edge
-        proven = [(node.edge(a)[0], a) for a in legal if a in node.children and node.edge(a)[1]]
-        return max(proven, key=lambda qa: (qa[0], -qa[1]))[1]
+        proven = [(node.edge(a)[0], a) for a in legal if node.known(a) and node.edge(a)[1]]
+        return max(proven, key=lambda qa: (qa[0], qa[1] in node.ends, -qa[1]))[1]
     if config.root_policy is RootPolicy.GUMBEL:
         z = _sigma_completed_q(node, config) + node.logits
         probs = np.exp(z - z[legal].max())
@@ -104,7 +120,7 @@ def _choose(node: Node, config: MCTSConfig, is_root: bool, forced: int | None) -
     else:
         scores = {}
         for a in legal:
-            q = node.edge(a)[0] if a in node.children else 0.0
+            q = node.edge(a)[0] if node.known(a) else 0.0
             explore = node.prior[a] * math.sqrt(node.visits) / (1 + node.edge_visits(a))
             scores[a] = q + config.c_puct * explore
     best = max(scores.values())
@@ -114,7 +130,7 @@ def _choose(node: Node, config: MCTSConfig, is_root: bool, forced: int | None) -
 def _update_solved(node: Node, win_value: float) -> None:
     proven_values, all_proven = [], True
     for a in node.legal():
-        if a not in node.children:
+        if not node.known(a):
             all_proven = False
             continue
         q, proven = node.edge(a)
@@ -138,7 +154,7 @@ def _simulate(model, evaluator, root: Node, config: MCTSConfig, forced: int | No
         a = _choose(node, config, node is root, forced)
         if a not in node.children:
             step = model.step(node.state, torch.tensor([a]))
-            child = _make_node(model, evaluator, step.state, bool(step.terminal[0]))
+            child = _make_node(model, evaluator, step.state, config, bool(step.terminal[0]))
             node.children[a], node.rewards[a] = child, float(step.reward[0])
             path.append(child)
             new = True
@@ -147,7 +163,7 @@ def _simulate(model, evaluator, root: Node, config: MCTSConfig, forced: int | No
         path.append(node)
     leaf = path[-1]
     if new:
-        value = 0.0 if leaf.terminal else leaf.raw_value
+        value = 0.0 if leaf.terminal else leaf.solved_value if leaf.solved else leaf.raw_value
     else:
         value = leaf.solved_value if leaf.solved else 0.0
     leaf.visits += 1
@@ -178,7 +194,7 @@ def reference_search(
         gumbel: ``[A]`` Gumbel noise for the Gumbel root (zeros if None).
         root_prior: replaces the root prior (e.g. with Dirichlet noise mixed in).
     """
-    root = _make_node(model, evaluator, root_state)
+    root = _make_node(model, evaluator, root_state, config)
     if root_prior is not None:
         root.prior = np.asarray(root_prior, dtype=np.float64)
     root.visits, root.value_sum = 1, np.float32(root.raw_value)

@@ -141,8 +141,11 @@ def test_files_hold_plain_data_and_refuse_objects(tmp_path):
 
 
 def test_the_shipped_agent_plays_as_the_pickled_one_did():
-    """``connect_four_moves.json``: the moves of the shipped agent as the pickled file held it
-    (32 simulations, player seed 0) on positions of seeded random plies."""
+    """``connect_four_moves.json``: the network outputs (logits, values) and raw-policy
+    moves of the shipped agent as the pickled file held it (loaded with ``torch.load`` into
+    the network, before the conversion), on 32 positions of seeded random plies."""
+    from mbrl.training.selfplay import NetworkEvaluator, PolicyPlayer
+
     recorded = json.loads((DATA / "connect_four_moves.json").read_text())
     game = games.make("connect_four")
     rng = np.random.default_rng(2026)
@@ -158,8 +161,11 @@ def test_the_shipped_agent_plays_as_the_pickled_one_did():
             moves.append(action)
         state[row], histories = s[0], [*histories, moves]
     assert histories == recorded["positions"]
-    player = AlphaZero.load("connect_four").player(game, num_simulations=32, seed=0)
-    assert player.act(state, histories).tolist() == recorded["moves"]
+    net = AlphaZero.load("connect_four").net
+    evaluation = NetworkEvaluator(game, net).evaluate(state)
+    assert evaluation.logits.tolist() == recorded["logits"]  # bit for bit
+    assert evaluation.value.tolist() == recorded["values"]
+    assert PolicyPlayer(game, net).act(state, histories).tolist() == recorded["policy_moves"]
 
 
 def test_convert_writes_data_only_files_that_load(tmp_path):
