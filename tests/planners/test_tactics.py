@@ -54,6 +54,20 @@ def tactics(game, state):
     return wins, safe
 
 
+def random_position(game, rng, plies):
+    """``(state [1, S], history)`` after a random number of uniformly random moves in
+    ``range(*plies)``, stopping before a move that would end the game."""
+    state, history = game.initial_state(1), []
+    for _ in range(int(rng.integers(*plies))):
+        legal = torch.nonzero(game.legal_actions(state)[0]).flatten().numpy()
+        move = int(rng.choice(legal))
+        after = game.step(state, torch.tensor([move]))
+        if bool(after.terminal[0]):
+            break
+        state, history = after.state, [*history, move]
+    return state, history
+
+
 def tactical_positions(game_name, num, plies, seed):
     """``(states [K, S], histories)``: random positions in which a win in one exists, or
     the opponent threatens one that some move prevents (so a careless move is a mistake)."""
@@ -61,16 +75,7 @@ def tactical_positions(game_name, num, plies, seed):
     rng = np.random.default_rng(seed)
     states, histories = [], []
     while len(states) < num:
-        state, history = game.initial_state(1), []
-        for _ in range(int(rng.integers(*plies))):
-            legal = torch.nonzero(game.legal_actions(state)[0]).flatten().numpy()
-            move = int(rng.choice(legal))
-            after = game.step(state, torch.tensor([move]))
-            if bool(after.terminal[0]):
-                break
-            state, history = after.state, [*history, move]
-        if game.is_terminal(state)[0]:
-            continue
+        state, history = random_position(game, rng, plies)
         wins, safe = tactics(game, state)
         if any(wins.values()) or (any(safe.values()) and not all(safe.values())):
             states.append(state)
@@ -116,15 +121,8 @@ def test_solved_roots_carry_the_exact_value(policy):
     rng = np.random.default_rng(7)
     states, empties = [], []
     while len(states) < 40:
-        state, history = game.initial_state(1), []
-        for _ in range(int(rng.integers(30, 40))):
-            legal = torch.nonzero(game.legal_actions(state)[0]).flatten().numpy()
-            move = int(rng.choice(legal))
-            after = game.step(state, torch.tensor([move]))
-            if bool(after.terminal[0]):
-                break
-            state, history = after.state, [*history, move]
-        if not game.is_terminal(state)[0] and 42 - len(history) <= 10:
+        state, history = random_position(game, rng, (30, 40))
+        if 42 - len(history) <= 10:
             states.append(state)
             empties.append(history)
     config = MCTSConfig(num_simulations=400, root_policy=policy)
