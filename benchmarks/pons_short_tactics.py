@@ -1,10 +1,10 @@
 """Mistakes on a Pons set that a 4-ply search would have seen.
 
-For each position of a set (default: end-easy, all 1,000), the agent's move is a
-mistake when the solver's win/draw/loss class of it is worse than the best move's; a
-mistake is *short* when the win or loss is within 4 plies: the best move wins within 4
-plies by exact minimax (``minimax:4`` finds it), or the move played loses within 4
-plies. Prints both counts for each number of simulations.
+For each position of a set (default: end-easy, all 1,000, or the first ``--limit``),
+the agent's move is a mistake when the solver's win/draw/loss class of it is worse
+than the best move's; a mistake is *short* when the win or loss is within 4 plies:
+the best move wins within 4 plies by exact minimax (``minimax:4`` finds it), or the
+move played loses within 4 plies. Prints both counts for each number of simulations.
 
     python benchmarks/pons_short_tactics.py --simulations 200 800
 """
@@ -28,10 +28,11 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, nargs="+", default=[200, 800])
     parser.add_argument("--agent", default="connect_four")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--limit", type=int, default=None, help="first N positions of the set")
     args = parser.parse_args()
     torch.set_num_threads(1)
     game = games.make("connect_four")
-    histories = [list(p.history) for p in pons_set(args.set)]
+    histories = [list(p.history) for p in pons_set(args.set, args.limit)]
     states = replay(game, histories)
     for sims in args.simulations:
         player = AlphaZero.load(args.agent).player(game, num_simulations=sims, seed=0)
