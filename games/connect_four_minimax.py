@@ -1,12 +1,13 @@
 """Depth-limited minimax for connect four: the baseline of the Pons benchmark.
 
-Alpha-beta negamax over bitboards (Pascal Pons' layout: seven columns of seven bits,
-six cells and a sentinel; ``position`` holds the stones of the player to move,
-``mask`` every stone), compiled with numba. It sees wins and losses within ``depth``
-plies and nothing else: a leaf that is not decided scores 0, a win ``k`` plies from the
-root scores ``100 - k`` (sooner is better) and a loss ``-(100 - k)``; a full board is a
-draw. Moves are tried centre first. With ``depth`` at least the number of empty cells
-it is exact (the tests check it against the solver).
+Alpha-beta negamax over the bitboards of :mod:`mbrl.games.connect_four` (seven
+columns of seven bits, six cells and a sentinel; here ``position`` holds the stones of
+the player to move and ``mask`` every stone, as in Pascal Pons' solver), compiled with
+numba, with that module's four-in-a-row test and stone drop. It sees wins and losses
+within ``depth`` plies and nothing else: a leaf that is not decided scores 0, a win
+``k`` plies from the root scores ``100 - k`` (sooner is better) and a loss
+``-(100 - k)``; a full board is a draw. Moves are tried centre first. With ``depth``
+at least the number of empty cells it is exact (the tests check it against the solver).
 """
 
 from __future__ import annotations
@@ -16,41 +17,28 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from .connect_four import NUM_COLS, NUM_ROWS, STRIDE, _drop, _has_four
+
 __all__ = ["HEIGHT", "WIDTH", "bitboards", "move_scores"]
 
-WIDTH, HEIGHT = 7, 6
-_H1 = HEIGHT + 1
+WIDTH, HEIGHT = NUM_COLS, NUM_ROWS
 _ORDER = np.array([3, 2, 4, 1, 5, 0, 6], dtype=np.int64)
 _WIN = 100
 
 
-@numba.njit(cache=True)
-def _bottom(col: int) -> np.int64:
-    return np.int64(1) << np.int64(col * _H1)
+@numba.njit(inline="always")
+def _full(mask: np.int64, col: int) -> bool:
+    return (mask & (np.int64(1) << np.int64(HEIGHT - 1 + col * STRIDE))) != 0
 
 
-@numba.njit(cache=True)
-def _top(col: int) -> np.int64:
-    return np.int64(1) << np.int64(HEIGHT - 1 + col * _H1)
-
-
-@numba.njit(cache=True)
-def _column(col: int) -> np.int64:
-    return ((np.int64(1) << np.int64(HEIGHT)) - 1) << np.int64(col * _H1)
-
-
-@numba.njit(cache=True)
-def _aligned(pos: np.int64) -> bool:
-    for shift in (_H1, HEIGHT, _H1 + 1, 1):  # horizontal, two diagonals, vertical
-        m = pos & (pos >> np.int64(shift))
-        if m & (m >> np.int64(2 * shift)):
-            return True
-    return False
-
-
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _wins(position: np.int64, mask: np.int64, col: int) -> bool:
-    return _aligned(position | ((mask + _bottom(col)) & _column(col)))
+    return _has_four(position | _drop(mask, col))
+
+
+@numba.njit(inline="always")
+def _after(mask: np.int64, col: int) -> np.int64:
+    return mask | _drop(mask, col)
 
 
 @numba.njit  # no cache: numba's cache of a recursive function crashes when it is reloaded
@@ -59,16 +47,16 @@ def _negamax(position, mask, stones, depth, ply, alpha, beta) -> int:
         return 0
     for i in range(WIDTH):  # a win in one ends the search here
         col = _ORDER[i]
-        if (mask & _top(col)) == 0 and _wins(position, mask, col):
+        if not _full(mask, col) and _wins(position, mask, col):
             return _WIN - (ply + 1)
     if depth <= 1:
         return 0
     best = -_WIN - 1
     for i in range(WIDTH):
         col = _ORDER[i]
-        if mask & _top(col):
+        if _full(mask, col):
             continue
-        after_mask = mask | (mask + _bottom(col))
+        after_mask = _after(mask, col)
         score = -_negamax(
             position ^ mask, after_mask, stones + 1, depth - 1, ply + 1, -beta, -alpha
         )
@@ -85,12 +73,12 @@ def _negamax(position, mask, stones, depth, ply, alpha, beta) -> int:
 def _root_scores(position, mask, stones, depth) -> np.ndarray:
     scores = np.full(WIDTH, -(2 * _WIN), dtype=np.int64)  # illegal columns
     for col in range(WIDTH):
-        if mask & _top(col):
+        if _full(mask, col):
             continue
         if _wins(position, mask, col):
             scores[col] = _WIN - 1
         elif depth > 1:
-            after = mask | (mask + _bottom(col))
+            after = _after(mask, col)
             scores[col] = -_negamax(
                 position ^ mask, after, stones + 1, depth - 1, 1, -_WIN - 1, _WIN + 1
             )
@@ -109,7 +97,7 @@ def bitboards(history: Sequence[int]) -> tuple[int, int]:
             raise ValueError(f"illegal connect-four move {col} in {list(history)}")
         heights[col] += 1
         position ^= mask
-        mask |= mask + (1 << (col * _H1))
+        mask |= mask + (1 << (col * STRIDE))
     return position, mask
 
 
@@ -120,7 +108,7 @@ def move_scores(history: Sequence[int], depth: int) -> dict[int, int]:
     if depth < 1:
         raise ValueError(f"minimax depth must be >= 1, got {depth}")
     position, mask = bitboards(history)
-    if _aligned(position ^ mask):
+    if _has_four(np.int64(position ^ mask)):
         raise ValueError(f"the game after {list(history)} is already won")
     if len(history) == WIDTH * HEIGHT:
         raise ValueError(f"the board after {list(history)} is full")

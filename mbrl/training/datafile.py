@@ -102,7 +102,7 @@ def _decode(value: Any, tensors: Any, where: str) -> Any:
 
 
 def _hashable(key: Any) -> Any:
-    if isinstance(key, (list, dict)) or isinstance(key, (Tensor, np.ndarray)):
+    if isinstance(key, (list, dict, Tensor, np.ndarray)):
         raise ValueError(f"a dict key of the file is not a plain value: {type(key).__name__}")
     return key
 
