@@ -10,11 +10,11 @@ through the arrays of a tuple, and it costs three times as much to pass.)
 
 The selection rule is chosen once, at the root of the search
 (``Rules.interior_rule``: PUCT or Gumbel's deterministic rule), and
-:func:`choose_action` dispatches to it; the root adds two rules of its own
-(an edge forced by sequential halving, and the best proven edge of a solved
-root). Each batch kernel is a :class:`~mbrl.planners.threads.BatchKernel`:
-one row function looped serially below ``min_parallel_batch`` rows and with
-``prange`` above it.
+:func:`choose_action` dispatches to it; the root adds rules of its own
+(an edge forced by sequential halving, the best proven edge of a solved
+root, and the PUCT root's forced playouts). Each batch kernel is a
+:class:`~mbrl.planners.threads.BatchKernel`: one row function looped serially below
+``min_parallel_batch`` rows and with ``prange`` above it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,15 @@ TREE_FIELDS = (
     "prior",  # [B, N, A] float32, softmax of logits
     "num_nodes",  # [B] int32
 )
-RULES_FIELDS = ("interior_rule", "c_puct", "c_visit", "c_scale", "win_value")
+RULES_FIELDS = (
+    "interior_rule",
+    "c_puct",
+    "c_visit",
+    "c_scale",
+    "win_value",
+    "fpu_reduction",  # PUCT: < 0 for unknown Q = 0, else first-play urgency
+    "forced_playouts",  # PUCT: k of the root's forced playouts (0: none)
+)
 MIN_PARALLEL_BATCH = 32
 """Rows from which the batch kernels may run in parallel: where the ``prange`` builds beat
 the serial ones inside searches on an idle 2-core machine (``benchmarks/kernel_threads.py``)."""
@@ -80,14 +88,31 @@ class RulesType(types.StructRef):
 
 class Rules(structref.StructRefProxy):
     """Search constants: ``interior_rule`` (PUCT_RULE / GUMBEL_RULE), ``c_puct``,
-    ``c_visit``, ``c_scale`` and ``win_value`` (the edge value that proves a win)."""
+    ``c_visit``, ``c_scale``, ``win_value`` (the edge value that proves a win),
+    ``fpu_reduction`` (negative: off) and ``forced_playouts`` (k; 0: off)."""
 
 
 structref.define_proxy(Rules, RulesType, list(RULES_FIELDS))
 
 
-def make_rules(interior_rule: int, c_puct: float, c_visit: float, c_scale: float, win_value):
-    return Rules(int(interior_rule), float(c_puct), float(c_visit), float(c_scale), win_value)
+def make_rules(
+    interior_rule: int,
+    c_puct: float,
+    c_visit: float,
+    c_scale: float,
+    win_value,
+    fpu_reduction: float = -1.0,
+    forced_playouts: float = 0.0,
+):
+    return Rules(
+        int(interior_rule),
+        float(c_puct),
+        float(c_visit),
+        float(c_scale),
+        win_value,
+        float(fpu_reduction),
+        float(forced_playouts),
+    )
 
 
 # ----------------------------------------------------------- row helpers
@@ -158,14 +183,45 @@ def completed_sigma_q(tree, rules, b, n, out):
 
 # ------------------------------------------------------ selection rules
 @numba.njit(inline="always")
+def first_play_value(tree, rules, b, n):
+    """The value PUCT gives node n's unknown edges: 0, or with first-play urgency the
+    node's mean value less ``fpu_reduction * sqrt(prior mass of its visited edges)``."""
+    if rules.fpu_reduction < 0:
+        return 0.0
+    visited_prior = 0.0
+    for a in range(tree.children.shape[2]):
+        if tree.children[b, n, a] >= 0:
+            visited_prior += tree.prior[b, n, a]
+    mean = tree.value_sum[b, n] / tree.visits[b, n]
+    return mean - rules.fpu_reduction * math.sqrt(visited_prior)
+
+
+@numba.njit(inline="always")
+def forced_root_action(tree, rules, b):
+    """With forced playouts: the visited, unsolved root edge furthest below its
+    ``sqrt(k P(a) sum N)`` visits (the lowest on a tie), or -1 if none is."""
+    total = tree.visits[b, 0] - 1.0
+    best_a, best = -1, 0.0
+    for a in range(tree.children.shape[2]):
+        c = tree.children[b, 0, a]
+        if c < 0 or tree.solved[b, c]:
+            continue
+        deficit = math.sqrt(rules.forced_playouts * tree.prior[b, 0, a] * total) - tree.visits[b, c]
+        if deficit > best:
+            best, best_a = deficit, a
+    return best_a
+
+
+@numba.njit(inline="always")
 def puct_action(tree, rules, b, n):
-    """argmax ``Q + c_puct P sqrt(N(n)) / (1 + N(n, a))`` (unvisited Q = 0)."""
+    """argmax ``Q + c_puct P sqrt(N(n)) / (1 + N(n, a))`` (unknown Q: first_play_value)."""
     sqrt_n = math.sqrt(tree.visits[b, n])
+    unknown_q = first_play_value(tree, rules, b, n)
     best_a, best = -1, NEG_INF
     for a in range(tree.children.shape[2]):
         if not is_legal(tree, b, n, a):
             continue
-        q = edge_value(tree, b, n, a)[0] if is_known(tree, b, n, a) else 0.0
+        q = edge_value(tree, b, n, a)[0] if is_known(tree, b, n, a) else unknown_q
         score = q + rules.c_puct * tree.prior[b, n, a] * sqrt_n / (1 + edge_visits(tree, b, n, a))
         if score > best:
             best, best_a = score, a
@@ -221,6 +277,10 @@ def choose_action(tree, rules, b, n, forced, scratch):
         return best_proven_action(tree, b, n)
     if rules.interior_rule == GUMBEL_RULE:
         return gumbel_action(tree, rules, b, n, scratch)
+    if n == 0 and rules.forced_playouts > 0:
+        a = forced_root_action(tree, rules, b)
+        if a >= 0:
+            return a
     return puct_action(tree, rules, b, n)
 
 

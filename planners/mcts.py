@@ -55,7 +55,15 @@ from mbrl.model import Evaluator, Model, ShapeError
 from . import _kernels as kernels
 from ._kernels import GUMBEL_RULE, NEG_INF, PUCT_RULE, TREE_FIELDS, UNVISITED, TreeRecord
 
-__all__ = ["MCTSConfig", "RootPolicy", "SearchResult", "Tree", "search"]
+__all__ = [
+    "MCTSConfig",
+    "RootPolicy",
+    "SearchResult",
+    "Tree",
+    "forced_visits",
+    "prune_forced_playouts",
+    "search",
+]
 
 
 class RootPolicy(Enum):
@@ -73,6 +81,14 @@ class MCTSConfig:
     """PUCT (AlphaZero) or GUMBEL (Gumbel AlphaZero, learns with few simulations)."""
     c_puct: float = 1.25
     """PUCT exploration constant (AlphaZero's c_init, 1-2.5)."""
+    fpu_reduction: float | None = None
+    """PUCT: first-play urgency. An unvisited edge is valued at the node's mean value minus
+    ``fpu_reduction * sqrt(prior mass of the visited edges)`` (Leela Zero, KataGo: 0.2-0.25)
+    instead of 0, so the search widens only where the visited moves disappoint."""
+    forced_playouts: float = 0.0
+    """PUCT: KataGo's forced playouts, k. Each visited root edge whose visits are below
+    ``sqrt(k P(a) sum N)`` is taken first (k = 2 in KataGo; 0: off), and those playouts are
+    pruned from the policy target afterwards, as far as PUCT says they were forced."""
     dirichlet_alpha: float = 0.3
     """Dirichlet noise concentration at the root (AlphaZero: 0.3 chess, 0.03 go; ~10/A)."""
     dirichlet_fraction: float = 0.25
@@ -97,6 +113,8 @@ class MCTSConfig:
         checks = {
             "num_simulations": self.num_simulations >= 1,
             "c_puct": self.c_puct >= 0,
+            "fpu_reduction": self.fpu_reduction is None or self.fpu_reduction >= 0,
+            "forced_playouts": self.forced_playouts >= 0,
             "dirichlet_alpha": self.dirichlet_alpha > 0,
             "dirichlet_fraction": 0 <= self.dirichlet_fraction <= 1,
             "max_num_considered_actions": self.max_num_considered_actions >= 1,
@@ -248,6 +266,8 @@ def _rules(config: MCTSConfig) -> kernels.Rules:
         c_visit=config.c_visit,
         c_scale=config.c_scale,
         win_value=math.inf if config.win_value is None else float(config.win_value),
+        fpu_reduction=-1.0 if config.fpu_reduction is None else config.fpu_reduction,
+        forced_playouts=config.forced_playouts if config.root_policy is RootPolicy.PUCT else 0.0,
     )
 
 
@@ -478,6 +498,37 @@ def _no_expansion(B: int, A: int):
     )
 
 
+def forced_visits(prior: np.ndarray, total_visits: np.ndarray, k: float) -> np.ndarray:
+    """KataGo's forced playouts ``sqrt(k P(a) sum N)`` of root edges ``[..., A]``."""
+    return np.sqrt(k * prior * np.asarray(total_visits)[..., None])
+
+
+def prune_forced_playouts(
+    visits: np.ndarray, q: np.ndarray, prior: np.ndarray, best: np.ndarray, c_puct: float, k: float
+) -> np.ndarray:
+    """The root's visits ``[B, A]`` less the playouts that were only forced (KataGo).
+
+    The best edge keeps its visits. Each other edge gives up to its forced playouts
+    while its PUCT score ``q + c_puct P sqrt(N) / (1 + n)`` (N the root's visits,
+    1 + the sum of the edges') stays below the best edge's; an edge left with one
+    visit is dropped. ``q [B, A]`` are the edges' values, ``best [B]`` the best edges.
+    """
+    rows = np.arange(visits.shape[0])
+    n = visits.astype(np.float64)
+    sqrt_n = np.sqrt(1.0 + n.sum(axis=1, keepdims=True))
+    explore = c_puct * prior * sqrt_n
+    best_score = (q + explore / (1.0 + n))[rows, best][:, None]
+    # PUCT(n') < best_score  <=>  n' > explore / (best_score - q) - 1
+    gap = best_score - q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        floor = np.where(gap > 0, np.floor(explore / gap - 1.0) + 1.0, n)
+    forced = forced_visits(prior, n.sum(axis=1), k)
+    pruned = np.clip(np.maximum(np.ceil(n - forced), floor), 0.0, n)
+    pruned[pruned <= 1] = 0.0
+    pruned[rows, best] = n[rows, best]
+    return pruned
+
+
 def _result(tree: Tree, rules, gumbel: np.ndarray, config: MCTSConfig) -> SearchResult:
     visits = tree.edge_visits(0)
     q_values, proven = tree.edge_values(0)
@@ -495,8 +546,12 @@ def _result(tree: Tree, rules, gumbel: np.ndarray, config: MCTSConfig) -> Search
         score[kept_visits != kept_visits.max(axis=1, keepdims=True)] = NEG_INF
         action = score.argmax(axis=1)
     else:
-        policy = visits.astype(np.float32)
         action = kept_visits.argmax(axis=1)
+        policy = visits.astype(np.float32)
+        if config.forced_playouts > 0:
+            policy = prune_forced_playouts(
+                visits, q_values, tree.prior[:, 0], action, config.c_puct, config.forced_playouts
+            ).astype(np.float32)
     policy = (policy / policy.sum(axis=1, keepdims=True)).astype(np.float32)
     # A solved root plays its best proven edge (on a tie, one that ends the game now).
     proven_q = np.where(legal & proven, q_values, NEG_INF)

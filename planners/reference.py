@@ -118,9 +118,25 @@ def _choose(node: Node, config: MCTSConfig, is_root: bool, forced: int | None) -
         probs /= probs[legal].sum()
         scores = {a: probs[a] - node.edge_visits(a) / node.visits for a in legal}
     else:
+        if is_root and config.forced_playouts > 0:  # KataGo's forced playouts
+            total = node.visits - 1
+            deficits = {
+                a: math.sqrt(config.forced_playouts * node.prior[a] * total)
+                - node.children[a].visits
+                for a in legal
+                if a in node.children and not node.children[a].solved
+            }
+            if deficits and max(deficits.values()) > 0:
+                top = max(deficits.values())
+                return min(a for a in deficits if deficits[a] == top)
+        unknown_q = 0.0
+        if config.fpu_reduction is not None:  # first-play urgency
+            visited_prior = sum(node.prior[a] for a in node.children)
+            mean = float(node.value_sum) / node.visits
+            unknown_q = mean - config.fpu_reduction * math.sqrt(visited_prior)
         scores = {}
         for a in legal:
-            q = node.edge(a)[0] if node.known(a) else 0.0
+            q = node.edge(a)[0] if node.known(a) else unknown_q
             explore = node.prior[a] * math.sqrt(node.visits) / (1 + node.edge_visits(a))
             scores[a] = q + config.c_puct * explore
     best = max(scores.values())
@@ -223,11 +239,29 @@ def root_gumbel_scores(root: Node, gumbel: np.ndarray, config: MCTSConfig) -> np
     return out
 
 
-def root_policy_target(root: Node, config: MCTSConfig) -> np.ndarray:
-    """The policy target: visit distribution (PUCT) or softmax(logits + sigma(q)) (Gumbel)."""
+def root_policy_target(root: Node, config: MCTSConfig, best: int | None = None) -> np.ndarray:
+    """The policy target: visit distribution (PUCT, less the forced playouts, counted off
+    one at a time, with ``best`` the edge played) or softmax(logits + sigma(q)) (Gumbel)."""
     if config.root_policy is RootPolicy.GUMBEL:
         z = root.logits + _sigma_completed_q(root, config)
         p = np.exp(z - z.max())
-    else:
-        p = np.array([root.edge_visits(a) for a in range(len(root.logits))], dtype=np.float64)
+        return p / p.sum()
+    p = np.array([root.edge_visits(a) for a in range(len(root.logits))], dtype=np.float64)
+    if config.forced_playouts > 0:
+        best = int(np.argmax(p)) if best is None else best
+        sqrt_n = math.sqrt(root.visits)
+
+        def puct(a: int, n: float) -> float:
+            q = root.edge(a)[0] if root.known(a) else 0.0
+            return q + config.c_puct * root.prior[a] * sqrt_n / (1 + n)
+
+        best_score, total = puct(best, p[best]), p.sum()
+        for a in range(len(p)):
+            if a == best or p[a] == 0:
+                continue
+            forced = math.sqrt(config.forced_playouts * root.prior[a] * total)
+            n = p[a]
+            while n - 1 >= p[a] - forced and n >= 1 and puct(a, n - 1) < best_score:
+                n -= 1
+            p[a] = 0.0 if n <= 1 else n
     return p / p.sum()

@@ -62,8 +62,45 @@ def test_value_targets_have_the_right_sign(tmp_path, policy):
     assert (policy_targets[occupied] == 0).all()
 
 
-def test_resume_after_kill_continues_exactly(tmp_path):
-    config = AlphaZeroConfig(**TINY, run_dir=str(tmp_path / "a"))
+def test_fast_searches_are_played_but_not_trained_on(tmp_path):
+    """Playout-cap randomisation: the replay holds only the full searches' positions, and
+    the simulations counted are the full and the fast searches'."""
+    config = AlphaZeroConfig(
+        **{**TINY, "num_parallel_games": 64},
+        fast_simulations=2,
+        full_search_prob=0.5,
+        root_policy=RootPolicy.PUCT,
+        run_dir=str(tmp_path),
+    )
+    worker = AlphaZero(config.game, config).workers.worker
+    finished = worker.play(9)  # every game lasts 5-9 plies: each first game ends, no second
+    assert len(finished.game_lengths) == 64
+    plies = sum(finished.game_lengths)
+    full = len(finished.value)
+    assert 0.35 * plies < full < 0.65 * plies
+    # 8 simulations for a full search, 2 for a fast one; 9 x 64 searched plies in all.
+    assert 2 * 9 * 64 < finished.num_simulations < 8 * 9 * 64
+    assert set(np.unique(finished.value)) <= {-1.0, 0.0, 1.0}
+    np.testing.assert_allclose(finished.policy.sum(axis=1), 1, atol=1e-5)
+
+
+def test_openings_are_not_training_positions(tmp_path):
+    config = AlphaZeroConfig(**TINY, opening_plies=3, run_dir=str(tmp_path))
+    agent = AlphaZero(config.game, config)
+    openings = agent.workers.worker.selfplay.opening_left.copy()
+    finished = agent.workers.worker.play(9)
+    # 8 games, each with at least 5 plies, so every first game ends and no second one can.
+    assert len(finished.game_lengths) == 8
+    assert len(finished.value) == sum(finished.game_lengths) - openings.sum()
+    empty = (finished.obs[:, :2].sum(axis=(1, 2, 3)) == 0).sum()
+    assert empty == (openings == 0).sum()  # a game with openings has no empty-board example
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"opening_plies": 2, "fast_simulations": 3, "full_search_prob": 0.5}]
+)
+def test_resume_after_kill_continues_exactly(tmp_path, extra):
+    config = AlphaZeroConfig(**TINY, **extra, run_dir=str(tmp_path / "a"))
     straight = AlphaZero(config.game, config)
     for _ in range(3):
         straight.iteration()

@@ -54,6 +54,7 @@ from mbrl.training.selfplay import (
     NetworkEvaluator,
     PolicyPlayer,
     ReplayBuffer,
+    SelfPlaySettings,
     make_workers,
     random_symmetry,
 )
@@ -97,6 +98,21 @@ class AlphaZeroConfig(RunFields, DeviceFields):
     """PUCT: root noise concentration (None: 10 / number of actions)."""
     temperature_moves: int = 8
     """PUCT: plies whose move is sampled from the visit counts (then the most visited)."""
+    fpu_reduction: float | None = None
+    """PUCT: first-play urgency, an unvisited edge's value = the node's value minus this
+    times sqrt(prior mass of the visited edges) (Leela Zero, KataGo: 0.2; None: 0)."""
+    forced_playouts: float = 0.0
+    """PUCT: forced playouts at the root, sqrt(k P(a) N) for each visited edge, pruned from
+    the policy target afterwards (KataGo: k = 2; 0: off)."""
+    fast_simulations: int | None = None
+    """Playout-cap randomisation (KataGo): a move searches with num_simulations with
+    probability full_search_prob, else with this many and no noise, and only the full
+    searches become training positions (None: every move is a full search)."""
+    full_search_prob: float = 0.25
+    """Share of full searches under playout-cap randomisation."""
+    opening_plies: int = 0
+    """Randomised openings: each self-play game starts with U[0, opening_plies] moves
+    sampled from the raw policy network, not trained on (0: off)."""
     replay_size: int = 100_000
     """Positions kept in the replay buffer (oldest dropped first)."""
     batch_size: int = 256
@@ -131,8 +147,14 @@ class AlphaZeroConfig(RunFields, DeviceFields):
         at_least(self, 1, "num_simulations", "max_num_considered_actions", "replay_size")
         at_least(self, 1, "batch_size", "train_steps_per_iteration", "eval_every", "eval_games")
         at_least(self, 1, "eval_simulations")
-        at_least(self, 0, "temperature_moves", "seed")
+        at_least(self, 0, "temperature_moves", "seed", "fpu_reduction", "forced_playouts")
+        at_least(self, 0, "opening_plies")
+        at_least(self, 1, "fast_simulations")
         positive(self, "learning_rate", "max_minutes")
+        if not 0 < self.full_search_prob <= 1:
+            fail(self, "full_search_prob", "be in (0, 1]")
+        if self.fast_simulations is not None and self.fast_simulations >= self.num_simulations:
+            fail(self, "fast_simulations", "be below num_simulations")
         if self.backend is Backend.RAY and not 1 <= self.num_actors <= self.num_parallel_games:
             fail(self, "num_actors", "be in [1, num_parallel_games]")
         check_device(self)
@@ -155,6 +177,20 @@ class AlphaZeroConfig(RunFields, DeviceFields):
             dirichlet_fraction=0.0 if evaluation else 0.25,
             gumbel_scale=0.0 if evaluation else 1.0,
             max_num_considered_actions=self.max_num_considered_actions,
+            fpu_reduction=self.fpu_reduction,
+            forced_playouts=0.0 if evaluation else self.forced_playouts,
+        )
+
+    def selfplay(self, game: GameModel) -> SelfPlaySettings:
+        """How self-play moves: full searches (noise on), fast ones, openings."""
+        full = self.mcts(game)
+        fast = None
+        if self.fast_simulations is not None:  # fast searches play to win: no noise
+            fast = dataclasses.replace(
+                self.mcts(game, evaluation=True), num_simulations=self.fast_simulations
+            )
+        return SelfPlaySettings(
+            full, self.temperature_moves, fast, self.full_search_prob, self.opening_plies
         )
 
 
@@ -337,7 +373,7 @@ class AlphaZero:
 
     def iteration(self) -> dict[str, float]:
         t0 = time.perf_counter()
-        selfplay_metrics = self.play_moves(self.config.moves_per_iteration)
+        selfplay_metrics, simulations = self.play_moves(self.config.moves_per_iteration)
         t1 = time.perf_counter()
         losses = self.train(self.config.train_steps_per_iteration)
         t2 = time.perf_counter()
@@ -346,14 +382,15 @@ class AlphaZero:
             **selfplay_metrics,
             **losses,
             "charts/SPS": moves / (t1 - t0),
-            "charts/simulations_per_second": moves * self.config.num_simulations / (t1 - t0),
+            "charts/simulations_per_second": simulations / (t1 - t0),
             "charts/train_seconds": t2 - t1,
             "charts/games": self.counters["games"],
             "charts/replay_size": self.replay.size,
         }
 
-    def play_moves(self, num_moves: int) -> dict[str, float]:
-        """Self-play (steps 3-6): every parallel game makes ``num_moves`` moves."""
+    def play_moves(self, num_moves: int) -> tuple[dict[str, float], int]:
+        """Self-play (steps 3-6): every parallel game makes ``num_moves`` moves; returns
+        the metrics and the number of simulations searched."""
         finished: FinishedGames = self.workers.play(num_moves, self.net)
         self.replay.add(finished.obs, finished.policy, finished.value)
         self.counters["steps"] += finished.num_moves
@@ -364,7 +401,7 @@ class AlphaZero:
             returns = np.array(finished.first_player_returns)
             metrics["charts/first_player_score"] = float(np.mean(returns + 1) / 2)
             metrics["charts/episode_length"] = float(np.mean(finished.game_lengths))
-        return metrics
+        return metrics, finished.num_simulations
 
     def train(self, num_steps: int) -> dict[str, float]:
         """Step 7: minibatch SGD on (z - v)^2 - pi . log p, random symmetries."""

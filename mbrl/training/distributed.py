@@ -42,7 +42,7 @@ class RayWorkers:
             ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
         self.config = config
         self.net_args = net_args
-        self.mcts_config = config.mcts(game)
+        self.settings = config.selfplay(game)
         self.games_per_actor = [
             len(a) for a in np.array_split(np.arange(config.num_parallel_games), config.num_actors)
         ]
@@ -54,8 +54,7 @@ class RayWorkers:
         seed = self.config.seed + 1 + 7919 * i + 104729 * self.restarts
         return self._actor_class.remote(
             self.config.game,
-            self.mcts_config,
-            self.config.temperature_moves,
+            self.settings,
             self.games_per_actor[i],
             seed,
             None,

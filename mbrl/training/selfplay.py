@@ -34,6 +34,7 @@ __all__ = [
     "PolicyPlayer",
     "ReplayBuffer",
     "SelfPlay",
+    "SelfPlaySettings",
     "SelfPlayWorker",
     "make_workers",
     "random_symmetry",
@@ -98,8 +99,40 @@ def ReplayBuffer(capacity: int, obs_shape: tuple[int, ...], num_actions: int) ->
     return Ring(capacity, fields)
 
 
+@dataclass(frozen=True)
+class SelfPlaySettings:
+    """How a worker plays its moves.
+
+    Each ply of a game is one of three kinds:
+
+    - an *opening* move: the first ``opening_left`` plies of a game (drawn uniformly from
+      ``[0, opening_plies]`` when it starts) are sampled from the raw policy network, and
+      are not training positions (randomised openings: more varied games);
+    - a *full* search, ``mcts``, whose position and policy become a training example;
+    - a *fast* search, ``fast_mcts`` with its noise off, played but not trained on
+      (playout-cap randomisation, Wu 2019: a move is a full search with probability
+      ``full_search_prob``, so more games, and more value targets, per simulation).
+    """
+
+    mcts: MCTSConfig
+    temperature_moves: int = 0
+    """Under PUCT, plies whose move is sampled from the visits."""
+    fast_mcts: MCTSConfig | None = None
+    """The cheap search of playout-cap randomisation (None: every move is a full search)."""
+    full_search_prob: float = 1.0
+    opening_plies: int = 0
+
+    def mean_simulations(self) -> float:
+        """Simulations per searched move, on average."""
+        if self.fast_mcts is None:
+            return float(self.mcts.num_simulations)
+        p = self.full_search_prob
+        return p * self.mcts.num_simulations + (1 - p) * self.fast_mcts.num_simulations
+
+
 class SelfPlay:
-    """B games in progress and the positions each has recorded so far."""
+    """B games in progress and the positions each has recorded so far; ``recorded`` marks
+    the plies that are training positions, ``opening_left`` the opening moves to come."""
 
     def __init__(self, game: GameModel, num_games: int):
         spec = game.spec
@@ -109,7 +142,9 @@ class SelfPlay:
         self.obs = np.zeros((num_games, T, *spec.obs_shape), np.float32)
         self.policy = np.zeros((num_games, T, spec.num_actions), np.float32)
         self.player = np.zeros((num_games, T), np.int64)
+        self.recorded = np.ones((num_games, T), np.bool_)
         self.length = np.zeros(num_games, np.int64)
+        self.opening_left = np.zeros(num_games, np.int64)
 
     def state_dict(self) -> dict:
         return {
@@ -117,13 +152,18 @@ class SelfPlay:
             "obs": self.obs,
             "policy": self.policy,
             "player": self.player,
+            "recorded": self.recorded,
             "length": self.length,
+            "opening_left": self.opening_left,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.state = state["state"]
         self.obs, self.policy = state["obs"], state["policy"]
         self.player, self.length = state["player"], state["length"]
+        # Checkpoints from before playout caps and openings: every ply was a training one.
+        self.recorded = state.get("recorded", np.ones(self.player.shape, np.bool_))
+        self.opening_left = state.get("opening_left", np.zeros(self.length.shape, np.int64))
 
 
 @dataclass
@@ -137,6 +177,8 @@ class FinishedGames:
     game_lengths: list[int]
     first_player_returns: list[float]
     num_moves: int
+    num_simulations: int = 0
+    """Simulations the searches of these moves ran (all kinds of move)."""
 
     @classmethod
     def concatenate(cls, parts: Sequence[FinishedGames], obs_shape, num_actions) -> FinishedGames:
@@ -156,6 +198,7 @@ class FinishedGames:
             [n for p in parts for n in p.game_lengths],
             [r for p in parts for r in p.first_player_returns],
             sum(p.num_moves for p in parts),
+            sum(p.num_simulations for p in parts),
         )
 
 
@@ -164,8 +207,7 @@ class SelfPlayWorker:
 
     Args:
         game_name: the game (``mbrl.games.make`` name).
-        mcts_config: search settings for self-play (noise on).
-        temperature_moves: under PUCT, plies whose move is sampled from the visits.
+        settings: the searches (noise on) and the kinds of move, see :class:`SelfPlaySettings`.
         num_games: games played at once (the search batch).
         seed: seed of the search noise and move sampling.
         net: the network to use (shared, in-process) or None to build one from
@@ -175,8 +217,7 @@ class SelfPlayWorker:
     def __init__(
         self,
         game_name: str,
-        mcts_config: MCTSConfig,
-        temperature_moves: int,
+        settings: SelfPlaySettings,
         num_games: int,
         seed: int,
         net: PolicyValueNet | None = None,
@@ -190,12 +231,12 @@ class SelfPlayWorker:
             torch.set_num_threads(num_threads)
             set_num_threads(num_threads)
         self.game = games.make(game_name)
-        self.mcts_config = mcts_config
-        self.temperature_moves = temperature_moves
+        self.settings = settings
         self.net = net if net is not None else PolicyValueNet(*net_args).to(device)
         self.evaluator = NetworkEvaluator(self.game, self.net, device)
         self.selfplay = SelfPlay(self.game, num_games)
         self.rng = np.random.default_rng(seed)
+        self._start_games(np.arange(num_games))
 
     def set_weights(self, weights: dict) -> None:
         self.net.load_state_dict(weights)
@@ -212,32 +253,39 @@ class SelfPlayWorker:
         game, sp = self.game, self.selfplay
         rows = np.arange(sp.length.shape[0])
         parts, lengths, firsts = [], [], []
+        num_simulations = 0
         for _ in range(num_moves):
-            result = search(game, self.evaluator, sp.state, self.mcts_config, self.rng)  # step 4
             t = sp.length
-            sp.obs[rows, t] = game.observe(sp.state).numpy()  # step 5
-            sp.policy[rows, t] = result.policy.numpy()
+            sp.obs[rows, t] = game.observe(sp.state).numpy()
             sp.player[rows, t] = game.to_play(sp.state).numpy()
+            action, policy, recorded, sims = self._moves(t)  # steps 4-5
+            num_simulations += sims
+            sp.policy[rows, t] = policy
+            sp.recorded[rows, t] = recorded
             sp.length += 1
-            action = self._choose(result, t)
+            sp.opening_left = np.maximum(sp.opening_left - 1, 0)
             step = game.step(sp.state, torch.from_numpy(action))
             sp.state = step.state
             finished = np.flatnonzero(step.terminal.numpy())
-            if len(finished):  # step 6: label the positions with the outcome z
+            if len(finished):  # step 6: label the training positions with the outcome z
                 returns = game.returns(sp.state[finished]).numpy()
                 for i, row in enumerate(finished):
                     n = sp.length[row]
-                    z = returns[i][sp.player[row, :n]]
-                    parts.append((sp.obs[row, :n].copy(), sp.policy[row, :n].copy(), z))
+                    keep = sp.recorded[row, :n]
+                    z = returns[i][sp.player[row, :n][keep]]
+                    parts.append((sp.obs[row, :n][keep], sp.policy[row, :n][keep], z))
                     lengths.append(int(n))
                     firsts.append(float(returns[i][0]))
                 sp.state = sp.state.clone()
                 sp.state[finished] = game.initial_state(len(finished))
                 sp.length[finished] = 0
+                self._start_games(finished)
         spec = game.spec
         if not parts:  # no game ended: the moves were made all the same
             empty = FinishedGames.concatenate([], spec.obs_shape, spec.num_actions)
-            return dataclasses.replace(empty, num_moves=num_moves * len(rows))
+            return dataclasses.replace(
+                empty, num_moves=num_moves * len(rows), num_simulations=num_simulations
+            )
         return FinishedGames(
             np.concatenate([p[0] for p in parts]),
             np.concatenate([p[1] for p in parts]),
@@ -245,15 +293,57 @@ class SelfPlayWorker:
             lengths,
             firsts,
             num_moves * len(rows),
+            num_simulations,
         )
 
-    def _choose(self, result, ply: np.ndarray) -> np.ndarray:
+    def _start_games(self, rows: np.ndarray) -> None:
+        """New games in ``rows``: draw how many opening moves each begins with."""
+        plies = self.settings.opening_plies
+        if plies > 0 and len(rows):
+            self.selfplay.opening_left[rows] = self.rng.integers(0, plies + 1, size=len(rows))
+
+    def _moves(self, ply: np.ndarray):
+        """``(action [B], policy [B, A], recorded [B], simulations)`` of this ply in every
+        game: opening moves from the raw policy, then a full or a fast search."""
+        settings, sp = self.settings, self.selfplay
+        B, A = ply.shape[0], self.game.spec.num_actions
+        action = np.zeros(B, np.int64)
+        policy = np.zeros((B, A), np.float32)
+        opening = sp.opening_left > 0
+        full = ~opening
+        if settings.fast_mcts is not None:
+            full &= self.rng.random(B) < settings.full_search_prob
+        simulations = 0
+        if opening.any():
+            action[opening] = self._policy_moves(np.flatnonzero(opening))
+        for kind, mcts in ((full, settings.mcts), (~opening & ~full, settings.fast_mcts)):
+            if not kind.any():
+                continue
+            index = None if kind.all() else np.flatnonzero(kind)
+            state = sp.state if index is None else sp.state[torch.from_numpy(index)]
+            result = search(self.game, self.evaluator, state, mcts, self.rng)
+            rows = slice(None) if index is None else index
+            policy[rows] = result.policy.numpy()
+            action[rows] = self._choose(result, ply[rows], mcts)
+            simulations += mcts.num_simulations * state.shape[0]
+        return action, policy, full, simulations
+
+    def _policy_moves(self, rows: np.ndarray) -> np.ndarray:
+        """Moves sampled from the raw policy network in games ``rows``."""
+        state = self.selfplay.state[torch.from_numpy(rows)]
+        logits = self.evaluator.evaluate(state).logits
+        logits = logits.masked_fill(~self.game.legal_actions(state), -torch.inf).double()
+        p = torch.softmax(logits, dim=1).numpy()
+        u = self.rng.random((len(rows), 1))
+        return np.minimum((p.cumsum(1) < u).sum(1), p.shape[1] - 1)
+
+    def _choose(self, result, ply: np.ndarray, mcts: MCTSConfig) -> np.ndarray:
         """The search's move; under PUCT sampled from the visits in the first plies."""
         action = result.action.numpy().astype(np.int64)
-        if self.mcts_config.root_policy is RootPolicy.PUCT:
-            sample = ply < self.temperature_moves
+        if mcts.root_policy is RootPolicy.PUCT:
+            sample = ply < self.settings.temperature_moves
             if sample.any():
-                p = result.policy.numpy()[sample].astype(np.float64)
+                p = result.visit_counts.numpy()[sample].astype(np.float64)
                 u = self.rng.random((p.shape[0], 1))
                 action = action.copy()
                 action[sample] = np.minimum(
@@ -286,8 +376,7 @@ class LocalWorkers:
     def __init__(self, config: Any, game: GameModel, net: PolicyValueNet):
         self.worker = SelfPlayWorker(
             config.game,
-            config.mcts(game),
-            config.temperature_moves,
+            config.selfplay(game),
             config.num_parallel_games,
             seed=config.seed + 1,
             net=net,

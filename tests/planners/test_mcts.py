@@ -75,6 +75,60 @@ def test_batched_search_matches_reference(game_name, policy):
         )
 
 
+@pytest.mark.parametrize("game_name", ["tic_tac_toe", "connect_four"])
+@pytest.mark.parametrize(
+    "extra",
+    [{"fpu_reduction": 0.25}, {"forced_playouts": 2.0}, {"fpu_reduction": 0.2, "c_puct": 2.0}],
+)
+def test_puct_variants_match_reference(game_name, extra):
+    """First-play urgency and forced playouts (with the pruned policy target): the batched
+    search equals the reference, whose pruning counts visits off one at a time."""
+    game = games.make(game_name)
+    evaluator = FixedNetEvaluator(game, seed=3)
+    config = MCTSConfig(num_simulations=64, dirichlet_fraction=0.0, **extra)
+    roots = positions(game, 6, seed=4)
+    result = search(game, evaluator, roots, config, np.random.default_rng(0))
+    plain = search(
+        game, evaluator, roots, MCTSConfig(num_simulations=64, dirichlet_fraction=0.0), None
+    )
+    assert not torch.equal(result.visit_counts, plain.visit_counts)  # the options do something
+    for b in range(6):
+        root = reference_search(game, evaluator, roots[b : b + 1], config)
+        visits = [root.edge_visits(a) for a in range(game.spec.num_actions)]
+        assert result.visit_counts[b].tolist() == visits, f"row {b}"
+        target = root_policy_target(root, config, best=int(result.action[b]))
+        np.testing.assert_allclose(result.policy[b], target, atol=1e-6)
+
+
+def test_forced_playouts_give_each_visited_edge_its_share_and_are_pruned():
+    game = games.make("connect_four")
+    evaluator = FixedNetEvaluator(game, seed=5)
+    k = 2.0
+    config = MCTSConfig(num_simulations=200, dirichlet_fraction=0.0, forced_playouts=k)
+    result = search(game, evaluator, positions(game, 8, seed=6), config, None)
+    visits = result.visit_counts.numpy()
+    prior = result.tree.prior[:, 0]
+    total = visits.sum(axis=1, keepdims=True)
+    tree = result.tree
+    children = tree.children[:, 0]
+    child_solved = np.take_along_axis(tree.solved, np.maximum(children, 0), axis=1)
+    visited = (visits > 0) & ~child_solved & ~tree.solved[:, :1]
+    assert visited.sum() > 10
+    # Every visited open edge of an open root got its forced playouts (one short at most:
+    # the budget ran out).
+    assert (visits[visited] >= np.floor(np.sqrt(k * prior * total))[visited] - 1).all()
+    # The target drops only forced playouts, keeps the played move's visits, and is lower
+    # than the visits somewhere (else the pruning would be untested).
+    rows = np.arange(8)
+    best = result.action.numpy()
+    scale = visits[rows, best] / result.policy.numpy()[rows, best]
+    target = result.policy.numpy() * scale[:, None]  # the pruned visit counts
+    forced = np.sqrt(k * prior * total)
+    assert (target <= visits + 1e-3).all()
+    assert (target >= visits - forced - 1 - 1e-3).all()
+    assert (target < visits - 0.5).any()
+
+
 @pytest.mark.parametrize("policy", list(RootPolicy))
 def test_finds_win_and_blocks_loss_connect_four(policy):
     game = games.make("connect_four")
