@@ -90,3 +90,13 @@ def test_minimax_specs_are_checked():
     player = make_player("minimax:3", games.make("connect_four"), seed=0)
     state = games.make("connect_four").initial_state(1)
     assert player.name == "minimax:3" and int(player.act(state, [[]])[0]) in range(7)
+
+
+def test_vendored_score_lines_round_trip_and_are_used():
+    from mbrl.evaluation.pons import format_scores, parse_scores
+
+    scores = {0: -3, 2: 0, 3: 5, 6: -1}
+    assert format_scores(scores) == "-3 . 0 5 . . -1"
+    assert parse_scores(format_scores(scores)) == scores
+    with pytest.raises(ValueError, match="7 columns"):
+        parse_scores("1 2 3")

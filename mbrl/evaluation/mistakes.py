@@ -173,14 +173,18 @@ def mistake_rate(
     positions: Sequence[Sequence[int]],
     game: GameModel | None = None,
     batch_size: int = 64,
+    scores: Sequence[dict[int, int]] | None = None,
 ) -> MistakeReport:
     """The player's mistakes on ``positions`` (histories, e.g. from :func:`solver_positions`).
 
-    The player moves in ``batch_size`` positions per ``act`` call. Raises
-    ValueError for a finished position or an illegal move.
+    The player moves in ``batch_size`` positions per ``act`` call. ``scores`` are the
+    positions' move scores where known (None: ask the solver). Raises ValueError for a
+    finished position or an illegal move.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if scores is not None and len(scores) != len(positions):
+        raise ValueError(f"{len(scores)} score tables for {len(positions)} positions")
     game = game or games.make(GAME)
     histories = [[int(a) for a in h] for h in positions]
     states = replay(game, histories)
@@ -190,10 +194,11 @@ def mistake_rate(
     for start in range(0, len(histories), batch_size):
         batch = histories[start : start + batch_size]
         moves = torch.as_tensor(player.act(states[start : start + len(batch)], batch))
-        for history, move in zip(batch, moves.tolist(), strict=True):
-            scores = solver_scores(history)
-            mistakes += is_mistake(scores, int(move))
-            critical += is_critical(scores)
+        for i, move in enumerate(moves.tolist()):
+            known = None if scores is None else scores[start + i]
+            move_scores = known if known is not None else solver_scores(batch[i])
+            mistakes += is_mistake(move_scores, int(move))
+            critical += is_critical(move_scores)
     n = len(histories)
     return MistakeReport(
         num_positions=n,

@@ -4,9 +4,13 @@ The six sets of 1,000 positions (``mbrl/evaluation/pons/``, vendored with their
 attribution) are the test protocol of Pons' solver, on which AlphaZero.jl reports its
 agents. The player chooses a move in each position; the move is a *mistake* when its
 win/draw/loss class under perfect play is worse than the best move's (the definition
-of :mod:`mbrl.evaluation.mistakes`, whose per-move solver scores come from
-``bitbully``, the optional solver extra). The rate is over all positions of a set, as
+of :mod:`mbrl.evaluation.mistakes`). The rate is over all positions of a set, as
 AlphaZero.jl's curves are.
+
+Every move's exact score is vendored beside each set (``<file>.scores``, one line per
+position, written by ``scripts/pons_scores.py`` with ``bitbully``, the optional solver
+extra), so the benchmark needs no solver and spends its time on the player; a position
+past the vendored lines is solved by ``bitbully`` when it is installed.
 
     mbrl eval connect_four --players agent:connect_four@200 minimax:6 --benchmark pons
 """
@@ -23,7 +27,17 @@ from mbrl.evaluation.mistakes import MistakeReport, mistake_rate, solver_scores
 from mbrl.games.players import Player
 from mbrl.model import GameModel
 
-__all__ = ["PUBLISHED", "SETS", "PonsPosition", "pons_benchmark", "pons_set", "pons_table"]
+__all__ = [
+    "PUBLISHED",
+    "SETS",
+    "PonsPosition",
+    "format_scores",
+    "parse_scores",
+    "pons_benchmark",
+    "pons_set",
+    "pons_table",
+    "vendored_scores",
+]
 
 DATA = Path(__file__).parent / "pons"
 
@@ -55,6 +69,8 @@ class PonsPosition:
     history: tuple[int, ...]
     score: int
     """For the player to move: positive a win, 0 a draw, negative a loss."""
+    move_scores: dict[int, int] | None = None
+    """The solver's score of every legal column (vendored), or None where not vendored."""
 
 
 def pons_set(name: str, limit: int | None = None) -> list[PonsPosition]:
@@ -64,16 +80,40 @@ def pons_set(name: str, limit: int | None = None) -> list[PonsPosition]:
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     positions = []
+    scores = vendored_scores(name)
     for number, line in enumerate((DATA / SETS[name]).read_text().splitlines(), 1):
         if not line.strip():
             continue
         moves, score = line.split()
         if not moves.isdigit() or not set(moves) <= set("1234567"):
             raise ValueError(f"{SETS[name]} line {number}: bad moves {moves!r}")
-        positions.append(PonsPosition(tuple(int(c) - 1 for c in moves), int(score)))
+        i = len(positions)
+        move_scores = scores[i] if i < len(scores) else None
+        positions.append(PonsPosition(tuple(int(c) - 1 for c in moves), int(score), move_scores))
         if limit is not None and len(positions) == limit:
             break
     return positions
+
+
+def format_scores(scores: dict[int, int]) -> str:
+    """One line of a ``.scores`` file: seven columns' scores, ``.`` where illegal."""
+    return " ".join(str(scores[c]) if c in scores else "." for c in range(7))
+
+
+def parse_scores(line: str) -> dict[int, int]:
+    """The inverse of :func:`format_scores`."""
+    cells = line.split()
+    if len(cells) != 7:
+        raise ValueError(f"a scores line has 7 columns, got {line!r}")
+    return {c: int(v) for c, v in enumerate(cells) if v != "."}
+
+
+def vendored_scores(name: str) -> list[dict[int, int]]:
+    """The vendored move scores of a set's first positions (possibly none)."""
+    path = DATA / f"{SETS[name]}.scores"
+    if not path.exists():
+        return []
+    return [parse_scores(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def pons_benchmark(
@@ -85,13 +125,15 @@ def pons_benchmark(
 ) -> dict[str, list[MistakeReport]]:
     """``{set: [report per player]}``: each player's mistakes on the first ``per_set``
     positions of each set (all 1,000 by default). ``progress(set, player, report)`` is
-    called after each pair. Raises ValueError where bitbully's best score disagrees with
-    Pons' score of a position (the two oracles must agree)."""
+    called after each pair. Raises ValueError where the solver's best score (vendored or
+    bitbully's) disagrees with Pons' score of a position (the two oracles must agree)."""
     out = {}
     for name in sets:
         positions = pons_set(name, per_set)
+        scores = []
         for position in positions:
-            best = max(solver_scores(position.history).values())
+            scores.append(position.move_scores or solver_scores(position.history))
+            best = max(scores[-1].values())
             if (best > 0) - (best < 0) != (position.score > 0) - (position.score < 0):
                 raise ValueError(
                     f"Pons set {name}: the solver's best score {best} disagrees with the "
@@ -100,7 +142,7 @@ def pons_benchmark(
         histories = [list(p.history) for p in positions]
         reports = []
         for player in players:
-            reports.append(mistake_rate(player, histories, game))
+            reports.append(mistake_rate(player, histories, game, scores=scores))
             if progress is not None:
                 progress(name, player.name, reports[-1])
         out[name] = reports
