@@ -92,7 +92,7 @@ def test_minimax_specs_are_checked():
     assert player.name == "minimax:3" and int(player.act(state, [[]])[0]) in range(7)
 
 
-def test_vendored_score_lines_round_trip_and_are_used():
+def test_vendored_score_lines_round_trip():
     from mbrl.evaluation.pons import format_scores, parse_scores
 
     scores = {0: -3, 2: 0, 3: 5, 6: -1}
