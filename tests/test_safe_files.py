@@ -163,8 +163,10 @@ def test_the_shipped_agent_plays_as_the_pickled_one_did():
     assert histories == recorded["positions"]
     net = AlphaZero.load("connect_four").net
     evaluation = NetworkEvaluator(game, net).evaluate(state)
-    assert evaluation.logits.tolist() == recorded["logits"]  # bit for bit
-    assert evaluation.value.tolist() == recorded["values"]
+    # Bit for bit on the machine that recorded them; another CPU's convolution kernels
+    # round differently in the last float bits, so the check allows that much.
+    np.testing.assert_allclose(evaluation.logits.numpy(), recorded["logits"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(evaluation.value.numpy(), recorded["values"], rtol=0, atol=1e-5)
     assert PolicyPlayer(game, net).act(state, histories).tolist() == recorded["policy_moves"]
 
 
