@@ -122,13 +122,6 @@ class SelfPlaySettings:
     full_search_prob: float = 1.0
     opening_plies: int = 0
 
-    def mean_simulations(self) -> float:
-        """Simulations per searched move, on average."""
-        if self.fast_mcts is None:
-            return float(self.mcts.num_simulations)
-        p = self.full_search_prob
-        return p * self.mcts.num_simulations + (1 - p) * self.fast_mcts.num_simulations
-
 
 class SelfPlay:
     """B games in progress and the positions each has recorded so far; ``recorded`` marks
@@ -333,9 +326,12 @@ class SelfPlayWorker:
         state = self.selfplay.state[torch.from_numpy(rows)]
         logits = self.evaluator.evaluate(state).logits
         logits = logits.masked_fill(~self.game.legal_actions(state), -torch.inf).double()
-        p = torch.softmax(logits, dim=1).numpy()
-        u = self.rng.random((len(rows), 1))
-        return np.minimum((p.cumsum(1) < u).sum(1), p.shape[1] - 1)
+        return self._sample(torch.softmax(logits, dim=1).numpy())
+
+    def _sample(self, weights: np.ndarray) -> np.ndarray:
+        """One index per row of ``weights [n, A]`` (>= 0), drawn in proportion to them."""
+        u = self.rng.random((weights.shape[0], 1)) * weights.sum(1, keepdims=True)
+        return np.minimum((weights.cumsum(1) < u).sum(1), weights.shape[1] - 1)
 
     def _choose(self, result, ply: np.ndarray, mcts: MCTSConfig) -> np.ndarray:
         """The search's move; under PUCT sampled from the visits in the first plies."""
@@ -343,12 +339,8 @@ class SelfPlayWorker:
         if mcts.root_policy is RootPolicy.PUCT:
             sample = ply < self.settings.temperature_moves
             if sample.any():
-                p = result.visit_counts.numpy()[sample].astype(np.float64)
-                u = self.rng.random((p.shape[0], 1))
                 action = action.copy()
-                action[sample] = np.minimum(
-                    (p.cumsum(1) < u * p.sum(1, keepdims=True)).sum(1), p.shape[1] - 1
-                )
+                action[sample] = self._sample(result.visit_counts.numpy()[sample].astype(float))
         return action
 
 
