@@ -100,3 +100,25 @@ def test_vendored_score_lines_round_trip():
     assert parse_scores(format_scores(scores)) == scores
     with pytest.raises(ValueError, match="7 columns"):
         parse_scores("1 2 3")
+
+
+def test_every_position_has_vendored_move_scores():
+    # no solver needed: the legal columns are the position's, and the best move's class
+    # is the class Pons' file gives the position
+    for name in SETS:
+        for position in pons_set(name):
+            scores = position.move_scores
+            assert scores is not None, name
+            legal = {c for c in range(7) if position.history.count(c) < 6}
+            assert set(scores) == legal, (name, position)
+            assert _class(max(scores.values())) == _class(position.score), (name, position)
+
+
+def test_the_vendored_move_scores_equal_the_solvers():
+    pytest.importorskip("bitbully")
+    from mbrl.games.players import ConnectFourSolver
+
+    solver = ConnectFourSolver()
+    for name in SETS:
+        for position in pons_set(name)[::40]:
+            assert position.move_scores == solver.move_scores(position.history), (name, position)
