@@ -73,7 +73,7 @@ class EvalCommand:
     (bitbully) on this many seeded positions; with one player, only this is done."""
     benchmark: Literal["pons"] | None = None
     """Connect four only: instead of games, each player's mistake rate on Pascal Pons'
-    six public sets (``pons``; needs the solver extra, bitbully)."""
+    six public sets (``pons``; every move's exact score is vendored, no solver needed)."""
     per_set: int = 1000
     """Positions of each Pons set (the first ones of its file; all: 1000)."""
 
