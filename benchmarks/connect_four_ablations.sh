@@ -6,7 +6,7 @@
 #
 #   bash benchmarks/connect_four_ablations.sh ARM [MINUTES=20] [SEED=0] [PER_SET=200]
 #
-# Arms: base, playoutcap, openings, bignet, puct, puct-fpu-forced, combined.
+# Arms: base, playoutcap, openings, bignet, puct, puct-fpu-forced, train32.
 # Two arms at once fill two cores. Each writes runs/ablations/<arm>-s<seed>/ with the
 # run folder, train.log and pons.txt.
 set -euo pipefail
@@ -26,6 +26,8 @@ case "$ARM" in
   bignet) extra=(--num-blocks 6 --channels 64) ;;
   puct) extra=(--root-policy puct) ;;
   puct-fpu-forced) extra=(--root-policy puct --fpu-reduction 0.2 --forced-playouts 2) ;;
+  # twice the gradient steps on the same self-play (each position sampled ~4 times, not 2)
+  train32) extra=(--train-steps-per-iteration 32) ;;
   *) echo "unknown arm $ARM" >&2; exit 2 ;;
 esac
 
