@@ -24,8 +24,8 @@ case "$ARM" in
   playoutcap) extra=(--num-simulations 64 --fast-simulations 16 --full-search-prob 0.25) ;;
   openings) extra=(--opening-plies 6) ;;
   bignet) extra=(--num-blocks 6 --channels 64) ;;
-  puct) extra=(--root-policy puct) ;;
-  puct-fpu-forced) extra=(--root-policy puct --fpu-reduction 0.2 --forced-playouts 2) ;;
+  puct) extra=(--root-policy PUCT) ;;
+  puct-fpu-forced) extra=(--root-policy PUCT --fpu-reduction 0.2 --forced-playouts 2) ;;
   # twice the gradient steps on the same self-play (each position sampled ~4 times, not 2)
   train32) extra=(--train-steps-per-iteration 32) ;;
   *) echo "unknown arm $ARM" >&2; exit 2 ;;
