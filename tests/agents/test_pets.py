@@ -42,14 +42,15 @@ def small_config(tmp_path, **changes) -> PETSConfig:
 
 @pytest.mark.parametrize("precision", list(Precision))
 def test_pets_learns_the_point_mass_near_a_pd_controller(tmp_path, precision):
-    agent = PETS(ENV_ID, small_config(tmp_path, total_steps=270, precision=precision))
+    agent = PETS(ENV_ID, small_config(tmp_path, total_steps=420, precision=precision))
     agent.learn()
     seeds, episodes = 10_000, 5  # evaluate's seeds: 10_000 + config.seed onwards
     agent.config = dataclasses.replace(agent.config, eval_episodes=episodes)
     planned = agent.evaluate()["eval/mean_return"]
     reference = evaluate(ENV_ID, pd_action, episodes, seeds).mean()
     idle = evaluate(ENV_ID, lambda obs: np.zeros((1, 1)), episodes, seeds).mean()
-    # the PD controller gets about -2.7 a start and doing nothing about -9
+    # on these starts the PD controller gets about -1.4 and doing nothing about -5.2; at 270
+    # steps the bfloat16 planner had fit too little (-3.4), at 420 both precisions reach -1.4
     assert planned > reference - 1.0, (planned, reference, idle)
     assert planned > idle + 3.0, (planned, reference, idle)
 
