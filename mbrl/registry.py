@@ -24,6 +24,7 @@ AGENTS: dict[str, str] = {
     "ddpg": "mbrl.algorithms.ddpg:DDPG",
     "td3": "mbrl.algorithms.td3:TD3",
     "sac": "mbrl.algorithms.sac:SAC",
+    "mbpo": "mbrl.algorithms.mbpo:MBPO",
     "pets": "mbrl.algorithms.pets:PETS",
     "mbmf": "mbrl.algorithms.mbmf:MBMF",
     "alphazero": "mbrl.algorithms.alphazero:AlphaZero",

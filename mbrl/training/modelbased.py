@@ -63,12 +63,14 @@ __all__ = [
     "WorldKind",
     "checked_obs",
     "fit_dynamics",
+    "make_dynamics",
     "make_planner",
     "model_based_parts",
     "mpc_agent",
     "mpc_returns",
     "mpc_step",
     "setup_model_based",
+    "validate_dynamics_fields",
     "validate_model_based_config",
 ]
 
@@ -169,14 +171,11 @@ class PlannerFields:
     episodes still score the env's reward."""
 
 
-def validate_model_based_config(config: Any) -> None:
-    """The checks of :class:`DynamicsFields` and :class:`PlannerFields`; messages name the
-    field (``PETSConfig.num_elites must be <= population_size (350), got 400``)."""
-    check_run_fields(config)
+def validate_dynamics_fields(config: Any) -> None:
+    """The checks of :class:`DynamicsFields` (and the env id); messages name the field."""
     check_env_id(config.env)
     at_least(config, 1, "ensemble_size", "model_elites", "model_batch_size",
-             "model_max_epochs", "model_patience", "model_train_every", "buffer_size", "horizon",
-             "population_size", "num_elites", "num_iterations", "num_particles")  # fmt: skip
+             "model_max_epochs", "model_patience", "model_train_every", "buffer_size")  # fmt: skip
     if config.model_elites > config.ensemble_size:
         fail(config, "model_elites", f"be <= ensemble_size ({config.ensemble_size})")
     if not config.model_hidden_sizes or min(config.model_hidden_sizes) < 1:
@@ -184,6 +183,15 @@ def validate_model_based_config(config: Any) -> None:
     positive(config, "model_lr")
     at_least(config, 0.0, "model_weight_decay")
     in_range(config, "model_holdout", 0.0, 1.0, open_high=True)
+
+
+def validate_model_based_config(config: Any) -> None:
+    """The checks of :class:`DynamicsFields` and :class:`PlannerFields`; messages name the
+    field (``PETSConfig.num_elites must be <= population_size (350), got 400``)."""
+    check_run_fields(config)
+    validate_dynamics_fields(config)
+    at_least(config, 1, "horizon", "population_size", "num_elites", "num_iterations",
+             "num_particles")  # fmt: skip
     in_range(config, "alpha", 0.0, 1.0, open_high=True)
     if config.planner in (PlannerKind.CEM, PlannerKind.ICEM):
         if config.num_elites > config.population_size:
@@ -263,11 +271,46 @@ def setup_model_based(
     agent.run_dir = (
         Path(run_dir) if run_dir else new_run_dir(config.run_dir, agent.algo, config.env)
     )
+    agent.ensemble, agent.model_trainer, agent.learned_model = make_dynamics(
+        config,
+        obs_dim,
+        action_space,
+        agent.device,
+        propagation=config.propagation,
+        compute_dtype=getattr(torch, config.precision.value),
+    )
+    reward_fn = agent.learned_model.reward_fn
+    exact = config.model is WorldKind.EXACT
+    world = (
+        exact_mujoco.MujocoModel(
+            exact_mujoco.MujocoConfig(env_id=env),
+            reward_fn=reward_fn if config.shaped_reward else None,
+        )
+        if exact
+        else agent.learned_model
+    )
+    agent.mpc = MPC(world, make_planner(config, exact), agent.generator)
+
+
+def make_dynamics(
+    config: Any,
+    obs_dim: int,
+    action_space: Any,
+    device: torch.device,
+    *,
+    propagation: Propagation,
+    compute_dtype: torch.dtype = torch.float32,
+) -> tuple[Ensemble, EnsembleTrainer, LearnedModel]:
+    """The ensemble of a :class:`DynamicsFields` config, its trainer, and the learned
+    model over it: the env's known reward and termination where it has them (its shaped
+    planning reward under ``shaped_reward``), learned heads otherwise."""
+    env = config.env
     known = None if config.learned_reward else known_functions(env)
     reward_fn = None if known is None else known.reward
-    if config.shaped_reward:  # validated: known has a planning reward
+    if getattr(config, "shaped_reward", False):  # validated: known has a planning reward
         reward_fn = known_functions(env).planning_reward
-    agent.ensemble = Ensemble(
+    action_dim = action_space.shape[0]
+    ensemble = Ensemble(
         EnsembleConfig(
             obs_dim=obs_dim,
             action_dim=action_dim,
@@ -279,9 +322,9 @@ def setup_model_based(
             learn_termination=known is None,
         ),
         generator=torch.Generator().manual_seed(config.seed),
-    ).to(agent.device)
-    agent.model_trainer = EnsembleTrainer(
-        agent.ensemble,
+    ).to(device)
+    trainer = EnsembleTrainer(
+        ensemble,
         TrainerConfig(
             learning_rate=config.model_lr,
             weight_decay=config.model_weight_decay,
@@ -291,26 +334,17 @@ def setup_model_based(
             patience=config.model_patience,
         ),
     )
-    agent.learned_model = LearnedModel(
-        agent.ensemble,
-        propagation=config.propagation,
+    model = LearnedModel(
+        ensemble,
+        propagation=propagation,
         reward_fn=reward_fn,
         termination_fn=None if known is None else known.termination,
         action_low=action_space.low,
         action_high=action_space.high,
         name=f"learned:{env}",
-        compute_dtype=getattr(torch, config.precision.value),
+        compute_dtype=compute_dtype,
     )
-    exact = config.model is WorldKind.EXACT
-    world = (
-        exact_mujoco.MujocoModel(
-            exact_mujoco.MujocoConfig(env_id=env),
-            reward_fn=reward_fn if config.shaped_reward else None,
-        )
-        if exact
-        else agent.learned_model
-    )
-    agent.mpc = MPC(world, make_planner(config, exact), agent.generator)
+    return ensemble, trainer, model
 
 
 def fit_dynamics(agent: Any) -> dict[str, float]:

@@ -300,8 +300,11 @@ def off_policy_agent(cls: type) -> type:
         return train_off_policy(self, total_steps)
 
     def evaluate_agent(self) -> dict[str, float]:
-        """Returns of the deterministic policy on fresh, seeded episodes."""
+        """Returns of the deterministic policy on fresh, seeded episodes (none where
+        ``eval_episodes`` is 0)."""
         config = self.config
+        if config.eval_episodes == 0:
+            return {}
         returns = evaluate(config.env, self.predict, config.eval_episodes, config.seed + 10_000)
         return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
 
