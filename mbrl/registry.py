@@ -25,6 +25,7 @@ AGENTS: dict[str, str] = {
     "td3": "mbrl.algorithms.td3:TD3",
     "sac": "mbrl.algorithms.sac:SAC",
     "mbpo": "mbrl.algorithms.mbpo:MBPO",
+    "metrpo": "mbrl.algorithms.metrpo:METRPO",
     "pets": "mbrl.algorithms.pets:PETS",
     "mbmf": "mbrl.algorithms.mbmf:MBMF",
     "alphazero": "mbrl.algorithms.alphazero:AlphaZero",

@@ -215,6 +215,17 @@ class LearnedModel:
         self._check_state(state, "member")
         return state[:, -2].long()
 
+    def with_member(self, state: Tensor, member: Tensor | int) -> Tensor:
+        """A copy of ``state`` whose rows step with ``member`` (``[B]`` or one int) under
+        ``TS_INF``, elite or not (ME-TRPO scores its policy on every member)."""
+        self._check_state(state, "with_member")
+        member = torch.as_tensor(member, device=state.device)
+        if ((member < 0) | (member >= self.num_members)).any():
+            raise ValueError(f"with_member: members are 0..{self.num_members - 1}, got {member}")
+        state = state.clone()
+        state[:, -2] = member.float()
+        return state
+
     def variance(self, state: Tensor) -> Tensor:
         """``[B, D]`` the belief's variance (``EXPECTATION``; zeros in the other modes)."""
         self._check_state(state, "variance")

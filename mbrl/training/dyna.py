@@ -37,7 +37,7 @@ from mbrl.models import Propagation
 from mbrl.training.config import at_least, fail, in_range
 from mbrl.training.modelbased import (
     DynamicsFields,
-    _GeneratorPart,
+    GeneratorPart,
     fit_dynamics,
     make_dynamics,
     validate_dynamics_fields,
@@ -243,8 +243,8 @@ class BranchedRollouts:
                 "model_optimizer": self.model_trainer,
                 "model_replay": _ModelBuffer(self),
                 "branch_state": _BranchState(self),
-                "fit_rng": _GeneratorPart(self.fit_generator),
-                "rollout_rng": _GeneratorPart(self.rollout_generator),
+                "fit_rng": GeneratorPart(self.fit_generator),
+                "rollout_rng": GeneratorPart(self.rollout_generator),
             }
         return parts
 

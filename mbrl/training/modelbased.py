@@ -26,6 +26,7 @@ from torch import Tensor
 
 from mbrl.games import mujoco as exact_mujoco
 from mbrl.models import (
+    Activation,
     Ensemble,
     EnsembleConfig,
     EnsembleKind,
@@ -57,6 +58,7 @@ from mbrl.training.runs import new_run_dir
 __all__ = [
     "MPC",
     "DynamicsFields",
+    "GeneratorPart",
     "PlannerFields",
     "PlannerKind",
     "Precision",
@@ -118,7 +120,9 @@ class DynamicsFields:
     probabilistic: bool = True
     """Gaussian members trained by NLL (PETS); False: deterministic members, MSE (MB-MF)."""
     model_hidden_sizes: tuple[int, ...] = (200, 200, 200, 200)
-    """Hidden widths of each member (SiLU); 4x200 in PETS/mbrl-lib, 2x500 in MB-MF."""
+    """Hidden widths of each member; 4x200 in PETS/mbrl-lib, 2x500 in MB-MF."""
+    model_activation: Annotated[Activation, tyro.conf.EnumChoicesFromValues] = Activation.SILU
+    """Nonlinearity of the members: silu (PETS, MBPO), relu (MB-MF, ME-TRPO) or tanh."""
     model_lr: float = 1e-3
     """Adam learning rate of the ensemble; 1e-4-1e-3."""
     model_weight_decay: float = 5e-5
@@ -318,6 +322,7 @@ def make_dynamics(
             num_members=config.ensemble_size,
             num_elites=config.model_elites,
             hidden_sizes=tuple(config.model_hidden_sizes),
+            activation=config.model_activation,
             learn_reward=known is None,
             learn_termination=known is None,
         ),
@@ -406,7 +411,7 @@ def model_based_parts(agent: Any, training: bool) -> dict[str, Any]:
             "replay": agent.replay,
             "collector": agent.collector,
             "rng": RngStates(agent.rng, agent.generator),
-            "fit_rng": _GeneratorPart(agent.fit_generator),
+            "fit_rng": GeneratorPart(agent.fit_generator),
             "plan": agent.mpc.planner,
         }
     return parts
@@ -455,7 +460,9 @@ def mpc_agent(cls: type) -> type:
     return agent_files(cls)
 
 
-class _GeneratorPart:
+class GeneratorPart:
+    """A torch.Generator as a checkpoint part (its state)."""
+
     def __init__(self, generator: torch.Generator):
         self.generator = generator
 

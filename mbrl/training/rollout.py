@@ -147,10 +147,21 @@ class OnPolicyLoop:
         *,
         run_dir: str | Path | None = None,
         console: Console | None = None,
+        envs: gym.vector.VectorEnv | None = None,
     ):
         self.algo, self.config = algo, config
         self.console = console or Console(quiet=True)
-        self.envs = make_vector_env(config.env, config.num_envs, config.seed)
+        self.given_envs = envs is not None
+        """Rollouts come from a ``VectorEnv`` the owner made (a model's, ME-TRPO's
+        imagination): it resets and refreshes them, and they are not checkpointed."""
+        if envs is not None and envs.num_envs != config.num_envs:
+            raise ValueError(
+                f"{algo}: the given envs have {envs.num_envs} sub-environments, "
+                f"config.num_envs is {config.num_envs}"
+            )
+        if envs is None:
+            envs = make_vector_env(config.env, config.num_envs, config.seed)
+        self.envs = envs
         obs_space = self.envs.single_observation_space
         action_space = self.envs.single_action_space
         if not isinstance(obs_space, gym.spaces.Box):
@@ -329,7 +340,7 @@ class OnPolicyLoop:
         resumed run starts fresh episodes), statistics."""
         stats = self.envs
         try:
-            envs = [env_state(env) for env in self.envs.unwrapped.envs]
+            envs = None if self.given_envs else [env_state(e) for e in self.envs.unwrapped.envs]
         except EnvStateError:
             envs = None
         return {
@@ -338,7 +349,7 @@ class OnPolicyLoop:
             "next_obs": self.next_obs,
             "envs": envs,
             "episode_stats": {
-                k: getattr(stats, k)
+                k: getattr(stats, k, None)
                 for k in ("episode_returns", "episode_lengths", "prev_dones", "episode_count")
             },
             "pending_episodes": list(self._episodes),
@@ -353,6 +364,8 @@ class OnPolicyLoop:
         if self.return_rms is not None and state.get("return_rms") is not None:
             self.return_rms.load_state_dict(state["return_rms"])
             self._discounted = state["discounted"].copy()
+        if self.given_envs:  # the owner resets its envs (and their statistics) itself
+            return
         if state["envs"] is None:  # not saved: fresh episodes, seeded from the run's RNG
             obs, _ = self.envs.reset(seed=int(self.rng.integers(2**31)))
             self.next_obs = self._prepare(obs, update=False)
@@ -398,9 +411,10 @@ def on_policy_agent(cls: type) -> type:
     The class sets ``algo`` and ``Config`` and defines ``make_optimizers()`` (its
     optimisers by name, over ``self.policy``) and ``update(buffer,
     progress_remaining)``; this adds the constructor ``Agent(env, config, *,
-    run_dir, console)`` (the :class:`OnPolicyLoop` as ``self.loop``, its network as
-    ``self.policy``), ``learn``, ``predict``, ``evaluate``, ``parts``, ``run_dir``,
-    ``counters``, the class facts and the file verbs
+    run_dir, console, envs)`` (the :class:`OnPolicyLoop` as ``self.loop``, its network as
+    ``self.policy``; ``envs``: a ready ``VectorEnv`` to collect rollouts from, such as a
+    model's, evaluation staying on ``env``), ``learn``, ``predict``, ``evaluate``,
+    ``parts``, ``run_dir``, ``counters``, the class facts and the file verbs
     (:func:`mbrl.training.checkpoint.agent_files`).
     """
 
@@ -411,10 +425,11 @@ def on_policy_agent(cls: type) -> type:
         *,
         run_dir: str | Path | None = None,
         console: Console | None = None,
+        envs: gym.vector.VectorEnv | None = None,
     ):
         config = dataclasses.replace(config or cls.Config(env=env), env=env)
         self.config = config
-        self.loop = OnPolicyLoop(cls.algo, config, run_dir=run_dir, console=console)
+        self.loop = OnPolicyLoop(cls.algo, config, run_dir=run_dir, console=console, envs=envs)
         self.policy = self.loop.policy  # step 1
         self.loop.optimizers.update(self.make_optimizers())
 

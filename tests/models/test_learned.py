@@ -65,6 +65,24 @@ def test_ts_inf_keeps_each_rows_member():
         state = result.state
 
 
+def test_with_member_sets_any_members_rows_under_ts_inf():
+    model = make_model(propagation=Propagation.TS_INF)
+    state = start(model)
+    member = torch.tensor([0, 2, 4, 0, 2, 4, 0])  # 0 and 2 are not elites
+    picked = model.with_member(state, member)
+    assert torch.equal(model.member(picked), member)
+    assert torch.equal(model.observe(picked), model.observe(state))  # the rest is kept
+    assert not torch.equal(model.member(state), member)  # a copy
+    action = actions(0)
+    means = member_predictions(model, picked, action)
+    result = model.step(picked, action)
+    expected = model.observe(state) + means[member, torch.arange(B), :D]
+    torch.testing.assert_close(model.observe(result.state), expected)
+    assert torch.equal(model.member(model.with_member(state, 3)), torch.full((B,), 3))
+    with pytest.raises(ValueError, match=r"members are 0\.\.4"):
+        model.with_member(state, 5)
+
+
 def test_ts1_draws_a_member_per_row_and_step_from_the_elites():
     model = make_model(propagation=Propagation.TS1)
     state = start(model)
