@@ -349,7 +349,7 @@ class OnPolicyLoop:
             "next_obs": self.next_obs,
             "envs": envs,
             "episode_stats": {
-                k: getattr(stats, k, None)
+                k: getattr(stats, k)
                 for k in ("episode_returns", "episode_lengths", "prev_dones", "episode_count")
             },
             "pending_episodes": list(self._episodes),
