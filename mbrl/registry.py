@@ -26,6 +26,7 @@ AGENTS: dict[str, str] = {
     "sac": "mbrl.algorithms.sac:SAC",
     "mbpo": "mbrl.algorithms.mbpo:MBPO",
     "metrpo": "mbrl.algorithms.metrpo:METRPO",
+    "mbmpo": "mbrl.algorithms.mbmpo:MBMPO",
     "pets": "mbrl.algorithms.pets:PETS",
     "mbmf": "mbrl.algorithms.mbmf:MBMF",
     "alphazero": "mbrl.algorithms.alphazero:AlphaZero",

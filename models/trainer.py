@@ -3,7 +3,8 @@
 One fit (the loop of MBPO's and mbrl-lib's model trainers):
 
 1. turn the transitions into input rows ``(obs, action)`` and targets
-   ``(next_obs - obs, reward)``; hold out a random fraction for validation;
+   ``(next_obs - obs, reward)``; hold out a random fraction for validation (one split
+   shared by the members, or each member its own: ``member_holdouts``);
 2. fit the input normaliser to the training rows;
 3. give each member its own bootstrap resample of the training rows (drawn with
    replacement, once per fit), shuffled afresh every epoch;
@@ -70,6 +71,9 @@ class TrainerConfig:
     bootstrap: bool = True
     """Each member trains on its own resample (with replacement) of the training rows; off:
     every member sees every row, in its own order."""
+    member_holdouts: bool = False
+    """Each member holds out its own random ``holdout_fraction`` of the rows (MB-MPO's
+    per-model 80/20 splits) and trains on the rest; off: one split shared by all."""
     max_loss: float = 1e8
     """A training loss or validation score above this counts as diverged (as do NaN and
     infinity)."""
@@ -238,11 +242,22 @@ class EnsembleTrainer:
     def _fit(self, data: Transitions, generator, console: Console | None) -> FitReport:
         ensemble, config = self.ensemble, self.config
         inputs, targets, terminated = self._rows(data)  # 1.
-        train_rows, holdout_rows = self._split(len(data), generator)  # on the CPU
-        ensemble.input_normalizer.fit(inputs[train_rows.to(inputs.device)])  # 2.
+        num_members = ensemble.num_members
+        if config.member_holdouts:  # [E, N - H] and [E, H]: every row trains some member
+            splits = [self._split(len(data), generator) for _ in range(num_members)]
+            train_rows = torch.stack([train for train, _ in splits])
+            holdout_rows = torch.stack([held for _, held in splits])
+            ensemble.input_normalizer.fit(inputs)  # 2.
+            picks = bootstrap_rows(
+                torch.arange(train_rows.shape[1]), num_members, config.bootstrap, generator
+            )
+            member_rows = train_rows.gather(1, picks)
+        else:
+            train_rows, holdout_rows = self._split(len(data), generator)  # on the CPU
+            ensemble.input_normalizer.fit(inputs[train_rows.to(inputs.device)])  # 2.
+            member_rows = bootstrap_rows(train_rows, num_members, config.bootstrap, generator)
         holdout_rows = holdout_rows.to(inputs.device)
         holdout = (inputs[holdout_rows], targets[holdout_rows], terminated[holdout_rows])
-        member_rows = bootstrap_rows(train_rows, ensemble.num_members, config.bootstrap, generator)
         best_score = self._validate(*holdout, epoch=0)  # the starting weights' scores
         best_weights = [p.detach().clone() for p in ensemble.parameters()]
         scores, losses = [best_score], []
@@ -277,8 +292,8 @@ class EnsembleTrainer:
             train_loss_history=torch.stack(losses).cpu(),
             validation_scores=best_score.cpu(),
             elites=tuple(elites.tolist()),
-            num_train=len(train_rows),
-            num_holdout=len(holdout_rows),
+            num_train=train_rows.shape[-1],
+            num_holdout=holdout_rows.shape[-1],
         )
         if console is not None:
             console.print(report.summary())
@@ -322,13 +337,17 @@ class EnsembleTrainer:
         return total / count
 
     def _validate(self, inputs, targets, terminated, *, epoch: int) -> Tensor:
-        """Every member's validation score ``[E]`` on the held-out rows."""
-        total = 0.0
-        for start in range(0, len(inputs), _SCORE_CHUNK):
+        """Every member's validation score ``[E]`` on the held-out rows (``[H, ...]``
+        shared, or ``[E, H, ...]`` a set per member)."""
+        total, rows = 0.0, inputs.shape[-2]
+        for start in range(0, rows, _SCORE_CHUNK):
             part = slice(start, start + _SCORE_CHUNK)
-            score = self.ensemble.score(inputs[part], targets[part], terminated[part])
-            total = total + score * len(inputs[part])
-        score = total / len(inputs)
+            size = len(range(rows)[part])
+            score = self.ensemble.score(
+                inputs[..., part, :], targets[..., part, :], terminated[..., part]
+            )
+            total = total + score * size
+        score = total / rows
         self._check(score, epoch, "validation score")
         return score
 

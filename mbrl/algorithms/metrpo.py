@@ -58,13 +58,13 @@ from mbrl.models import (
 )
 from mbrl.training.checkpoint import RngStates, agent_files
 from mbrl.training.config import DeviceFields, EnvFields, RunFields, at_least, fail, in_range
-from mbrl.training.envs import make_env
 from mbrl.training.modelbased import (
     DynamicsFields,
     GeneratorPart,
     checked_obs,
     fit_dynamics,
     make_dynamics,
+    reset_observations,
     validate_dynamics_fields,
 )
 from mbrl.training.offpolicy import Collector, check_continuous_env
@@ -190,14 +190,6 @@ class StoppingRule:
         return self.since_pass < self.patience
 
 
-def _reset_observations(env_id: str, count: int, seed: int) -> torch.Tensor:
-    """``[count, D]`` float32 first observations of ``count`` seeded real episodes."""
-    env = make_env(env_id)
-    rows = [env.reset(seed=seed + i)[0] for i in range(count)]
-    env.close()
-    return torch.as_tensor(np.stack(rows), dtype=torch.float32)
-
-
 @agent_files
 class METRPO:
     """ME-TRPO on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
@@ -243,8 +235,8 @@ class METRPO:
         )
         self.learned_model = model
         self.member_model = model.with_propagation(Propagation.TS_INF)  # validation
-        starts = _reset_observations(env, config.start_pool, config.seed + 2_000_000)
-        self.validation_obs = _reset_observations(
+        starts = reset_observations(env, config.start_pool, config.seed + 2_000_000)
+        self.validation_obs = reset_observations(
             env, config.validation_starts, config.seed + 3_000_000
         ).to(self.device)
         self.imagined = ModelVectorEnv(

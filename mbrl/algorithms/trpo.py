@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,7 +42,7 @@ from mbrl.training.rollout import (
     on_policy_agent,
 )
 
-__all__ = ["TRPO", "conjugate_gradient"]
+__all__ = ["TRPO", "conjugate_gradient", "natural_gradient_step"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +104,55 @@ def conjugate_gradient(
     return x
 
 
+def natural_gradient_step(
+    params: list[Tensor],
+    surrogate: Callable[[], Tensor],
+    mean_kl: Callable[[], Tensor],
+    config: Any,
+) -> dict[str, float]:
+    """Steps 5-8 on any objective: move ``params`` (in place) along the natural gradient
+    of ``surrogate()`` within the trust region ``mean_kl() <= config.max_kl``.
+
+    ``config`` has TRPO's fields ``max_kl``, ``cg_iters``, ``cg_damping``,
+    ``line_search_shrink`` and ``line_search_iters``. Both closures read the current
+    values of ``params``; ``mean_kl()`` is 0 with zero gradient at the starting point.
+    The line search calls them under ``torch.no_grad()`` (a closure that needs
+    gradients inside, as MB-MPO's adaptation step, enables them itself). Returns the
+    step's metrics.
+    """
+    objective = surrogate()  # step 5
+    gradient = parameters_to_vector(torch.autograd.grad(objective, params))
+    grad_kl = parameters_to_vector(torch.autograd.grad(mean_kl(), params, create_graph=True))
+
+    def fisher_vector(vector: Tensor) -> Tensor:
+        hvp = torch.autograd.grad(grad_kl @ vector, params, retain_graph=True)
+        return parameters_to_vector(hvp) + config.cg_damping * vector
+
+    direction = conjugate_gradient(fisher_vector, gradient, config.cg_iters)  # step 6
+    curvature = direction @ fisher_vector(direction)
+    full_step = torch.sqrt(2 * config.max_kl / curvature.clamp_min(1e-12)) * direction  # 7
+    old_theta = parameters_to_vector(params).detach()
+    accepted, kl, new_objective, scale = False, 0.0, objective.item(), 1.0
+    with torch.no_grad():
+        for _ in range(config.line_search_iters):  # step 8
+            vector_to_parameters(old_theta + scale * full_step, params)
+            kl, new_objective = mean_kl().item(), surrogate().item()
+            if kl <= config.max_kl and new_objective > objective.item():
+                accepted = True
+                break
+            scale *= config.line_search_shrink
+        if not accepted:
+            vector_to_parameters(old_theta, params)
+            kl, new_objective = 0.0, objective.item()
+    return {
+        "losses/policy_loss": -new_objective,
+        "losses/surrogate_improvement": new_objective - objective.item(),
+        "losses/kl": kl,
+        "losses/step_fraction": scale if accepted else 0.0,
+        "losses/line_search_accepted": float(accepted),
+    }
+
+
 @on_policy_agent
 class TRPO:
     """TRPO agent: ``TRPO("CartPole-v1", TRPO.Config(...)).learn(100_000)``."""
@@ -140,39 +190,10 @@ class TRPO:
         def mean_kl() -> Tensor:
             return policy.kl(old_dist, policy.dist_params(obs)).mean()
 
-        objective = surrogate()  # step 5
-        gradient = parameters_to_vector(torch.autograd.grad(objective, params))
-        grad_kl = parameters_to_vector(torch.autograd.grad(mean_kl(), params, create_graph=True))
-
-        def fisher_vector(vector: Tensor) -> Tensor:
-            hvp = torch.autograd.grad(grad_kl @ vector, params, retain_graph=True)
-            return parameters_to_vector(hvp) + config.cg_damping * vector
-
-        direction = conjugate_gradient(fisher_vector, gradient, config.cg_iters)  # step 6
-        curvature = direction @ fisher_vector(direction)
-        full_step = torch.sqrt(2 * config.max_kl / curvature.clamp_min(1e-12)) * direction  # 7
-        old_theta = parameters_to_vector(params).detach()
-        accepted, kl, new_objective, scale = False, 0.0, objective.item(), 1.0
+        metrics = natural_gradient_step(params, surrogate, mean_kl, config)
         with torch.no_grad():
-            for _ in range(config.line_search_iters):  # step 8
-                vector_to_parameters(old_theta + scale * full_step, params)
-                kl, new_objective = mean_kl().item(), surrogate().item()
-                if kl <= config.max_kl and new_objective > objective.item():
-                    accepted = True
-                    break
-                scale *= config.line_search_shrink
-            if not accepted:
-                vector_to_parameters(old_theta, params)
-                kl, new_objective = 0.0, objective.item()
-            entropy = policy.entropy(policy.dist_params(obs)).mean().item()
-        return {
-            "losses/policy_loss": -new_objective,
-            "losses/surrogate_improvement": new_objective - objective.item(),
-            "losses/kl": kl,
-            "losses/entropy": entropy,
-            "losses/step_fraction": scale if accepted else 0.0,
-            "losses/line_search_accepted": float(accepted),
-        }
+            metrics["losses/entropy"] = policy.entropy(policy.dist_params(obs)).mean().item()
+        return metrics
 
     def fit_value(self, buffer: RolloutBuffer) -> dict[str, float]:
         """Step 9: Adam minibatch epochs on the value loss."""

@@ -71,6 +71,7 @@ __all__ = [
     "mpc_agent",
     "mpc_returns",
     "mpc_step",
+    "reset_observations",
     "setup_model_based",
     "validate_dynamics_fields",
     "validate_model_based_config",
@@ -135,6 +136,9 @@ class DynamicsFields:
     """Epochs without a held-out improvement before a fit stops; 5-25."""
     model_holdout: float = 0.2
     """Share of the data held out for early stopping and elites, in [0, 1)."""
+    model_member_holdouts: bool = False
+    """Each member holds out its own share of the data (MB-MPO's per-model splits) and
+    trains on the rest; off: one held-out split for all members."""
     model_train_every: int = 200
     """Environment steps between fits (mbrl-lib's freq_train_model: one trial)."""
     buffer_size: int = 1_000_000
@@ -337,6 +341,7 @@ def make_dynamics(
             holdout_fraction=config.model_holdout,
             max_epochs=config.model_max_epochs,
             patience=config.model_patience,
+            member_holdouts=config.model_member_holdouts,
         ),
     )
     model = LearnedModel(
@@ -375,6 +380,15 @@ def fit_dynamics(agent: Any) -> dict[str, float]:
         "model/train_loss": float(report.train_loss_history[-1].mean()),
         "model/transitions": float(size),
     }
+
+
+def reset_observations(env_id: str, count: int, seed: int) -> Tensor:
+    """``[count, D]`` float32 first observations of ``count`` seeded real episodes (the
+    start states of imagined rollouts and of validations in a learned model)."""
+    env = make_env(env_id)
+    rows = [env.reset(seed=seed + i)[0] for i in range(count)]
+    env.close()
+    return torch.as_tensor(np.stack(rows), dtype=torch.float32)
 
 
 def mpc_step(agent: Any) -> dict[str, float]:

@@ -3,6 +3,7 @@ bootstraps, progress, and the clear error of a diverging fit."""
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -129,6 +130,26 @@ def test_the_same_generator_gives_the_same_fit():
     (first, weights), (second, weights_again) = reports
     assert torch.equal(first.validation_history, second.validation_history)
     assert all(torch.equal(a, b) for a, b in zip(weights, weights_again))
+
+
+def test_member_holdouts_score_each_member_on_its_own_split():
+    data = linear_system(200, seed=12)
+    ensemble, trainer = make(hidden=(16,), max_epochs=1, member_holdouts=True)
+    untrained = copy.deepcopy(ensemble)
+    report = trainer.fit(data, generator=torch.Generator().manual_seed(13))
+    assert (report.num_train, report.num_holdout) == (160, 40)
+    # the oracle: member e's 40 held-out rows are the head of the e-th permutation drawn
+    g = torch.Generator().manual_seed(13)
+    held = [torch.randperm(200, generator=g)[:40] for _ in range(5)]
+    inputs = untrained.features(data.obs, data.action)
+    untrained.input_normalizer.fit(inputs)  # on every row: each trains some member
+    targets = data.next_obs - data.obs
+    want = torch.stack(
+        [untrained.score(inputs[rows], targets[rows])[e] for e, rows in enumerate(held)]
+    )
+    torch.testing.assert_close(report.validation_history[0], want)
+    shared = torch.stack([untrained.score(inputs[held[0]], targets[held[0]])])[0]
+    assert not torch.allclose(want[1:], shared[1:])  # the splits differ between members
 
 
 def test_bootstraps_and_epoch_batches_per_member():
