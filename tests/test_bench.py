@@ -149,6 +149,36 @@ def test_plan_cells_skips_agents_that_do_not_fit(fake_agents, tmp_path):
     assert "normalize_reward" not in next(c for c in cells if c.agent == "sac").config
 
 
+def test_a_suite_gives_the_model_based_agents_their_own_budget_and_settings():
+    from mbrl.evaluation.bench import SUITE_AGENTS
+
+    agents = ("sac", "mbpo", "mbmpo")
+    config = BenchConfig(suite="quick", agents=agents, envs=("Pendulum-v1",), seeds=(0,),
+                         overrides=("mbmpo.meta_steps=3", "mbpo.gradient_steps=4"))  # fmt: skip
+    cells = {c.agent: c for c in plan_cells(config)[0]}
+    assert cells["sac"].total_steps == 20_000 and cells["mbpo"].total_steps == 2_000
+    assert (
+        cells["mbmpo"].config["meta_batch_size"]
+        == SUITE_AGENTS["quick"]["mbmpo"]["meta_batch_size"]
+    )
+    assert cells["mbmpo"].config["meta_steps"] == 3  # --overrides come after the suite's
+    assert cells["mbpo"].config["gradient_steps"] == 4
+    assert cells["mbpo"].config["eval_every"] == 2_000 // config.num_evals
+    assert "total_steps" not in cells["mbpo"].config
+    # --total-steps is every cell's budget; the suite's settings still apply
+    fixed = dataclasses.replace(config, agents=("mbpo", "mbmpo"), total_steps=900)
+    fixed = {c.agent: c for c in plan_cells(fixed)[0]}
+    assert {c.total_steps for c in fixed.values()} == {900}
+    assert fixed["mbpo"].config["rollout_batch_size"] == 10_000
+    # without a suite, nothing of the suite's
+    (plain,) = plan_cells(BenchConfig(agents=("mbpo",), envs=("Pendulum-v1",), seeds=(0,)))[0]
+    assert plain.total_steps == 20_000 and "rollout_batch_size" not in plain.config
+    for agent, settings in SUITE_AGENTS["quick"].items():  # every field exists
+        cls = registry.agent_class(agent)
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        assert set(settings) <= names, agent
+
+
 def test_overrides_of_enum_fields_reach_the_agent_as_members(tmp_path):
     """A value given by --overrides (pets.model=exact) is the Enum member in the cell's
     agent, as in config.json: not a string that compares unequal to every member."""

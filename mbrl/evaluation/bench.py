@@ -47,6 +47,7 @@ from mbrl.training.runs import LATEST, config_from_json
 __all__ = [
     "ENV_DEFAULTS",
     "SUITES",
+    "SUITE_AGENTS",
     "Backend",
     "BenchConfig",
     "Cell",
@@ -71,6 +72,57 @@ SUITES: dict[str, dict[str, int]] = {
 #: as CleanRL's and the RL Zoo's MuJoCo settings do.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     env: {"normalize_obs": True, "normalize_reward": True} for env in SUITES["mujoco"]
+}
+#: Per suite, the settings of the agents that a suite's default budget does not fit:
+#: ``total_steps`` (this agent's budget on every env of the suite) and config fields
+#: (before --overrides). The model-based agents of the quick suite learn the pendulums in
+#: far fewer real steps than the model-free ones but cost far more per step, so they
+#: run 2,000 real steps with their models and imaginations scaled to 2 cores (smaller
+#: members, fewer imagined rollouts, shorter imagined episodes). MB-MF keeps the
+#: model-free budget: its MPC stage is short and its fine-tuning is PPO.
+SUITE_AGENTS: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "pets": {
+            "total_steps": 2_000,
+            "population_size": 100,
+            "num_elites": 10,
+            "num_particles": 5,
+            "ensemble_size": 5,
+            "model_elites": 5,
+            "model_hidden_sizes": [200, 200, 200],
+        },
+        "mbpo": {
+            "total_steps": 2_000,
+            "learning_starts": 500,
+            "gradient_steps": 10,
+            "rollout_batch_size": 10_000,
+            "ensemble_size": 5,
+            "model_elites": 5,
+            "model_hidden_sizes": [200, 200, 200],
+        },
+        "metrpo": {
+            "total_steps": 2_000,
+            "model_train_every": 500,
+            "model_hidden_sizes": [200, 200],
+            "imagined_envs": 50,
+            "imagined_horizon": 100,
+            "max_policy_iterations": 100,
+            "policy_patience": 15,
+            "start_pool": 200,
+            "validation_starts": 20,
+        },
+        "mbmpo": {
+            "total_steps": 2_000,
+            "initial_random_steps": 500,
+            "model_train_every": 500,
+            "model_hidden_sizes": [200, 200],
+            "meta_batch_size": 10,
+            "imagined_rollouts": 10,
+            "imagined_horizon": 100,
+            "start_pool": 200,
+        },
+        "mbmf": {"mpc_steps": 2_000, "initial_random_steps": 500, "dagger_steps": 500},
+    },
 }
 #: Budget of an environment that no suite names.
 DEFAULT_STEPS = 100_000
@@ -135,13 +187,19 @@ class BenchConfig:
         for name in ("agents", "envs", "seeds", "overrides"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
-    def budget(self, env: str) -> int:
+    def budget(self, env: str, agent: str | None = None) -> int:
         if self.total_steps is not None:
             return self.total_steps
+        if agent is not None and "total_steps" in self.suite_settings(agent):
+            return self.suite_settings(agent)["total_steps"]
         for suite in SUITES.values():
             if env in suite:
                 return suite[env]
         return DEFAULT_STEPS
+
+    def suite_settings(self, agent: str) -> dict[str, Any]:
+        """The suite's own settings of ``agent`` (:data:`SUITE_AGENTS`), or none."""
+        return SUITE_AGENTS.get(self.suite or "", {}).get(agent, {})
 
     def env_ids(self) -> tuple[str, ...]:
         if self.envs:
@@ -208,9 +266,9 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
     kinds = {env: action_kind(env) for env in config.env_ids()}
     cells, skipped = [], []
     for env in config.env_ids():
-        budget = config.budget(env)
         for agent in agents:
             cls = classes[agent]
+            budget = config.budget(env, agent)
             if kinds[env] not in cls.action_spaces:
                 skipped.append(f"{agent} on {env}: {agent} does not handle {kinds[env]} actions")
                 continue
@@ -222,6 +280,8 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
                 extra["checkpoint_every"] = max(1, budget // 10)
             defaults = ENV_DEFAULTS.get(env, {})
             extra.update({k: v for k, v in defaults.items() if k in fields})
+            suite = {k: v for k, v in config.suite_settings(agent).items() if k != "total_steps"}
+            extra.update(suite)
             overrides = config.agent_overrides(agent)
             unknown = set(overrides) - fields
             if unknown:
