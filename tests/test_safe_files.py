@@ -140,10 +140,10 @@ def test_files_hold_plain_data_and_refuse_objects(tmp_path):
         read_data(tmp_path / "junk.safetensors")
 
 
-def test_the_shipped_agent_plays_as_the_pickled_one_did():
+def test_the_shipped_agent_plays_as_recorded():
     """``connect_four_moves.json``: the network outputs (logits, values) and raw-policy
-    moves of the shipped agent as the pickled file held it (loaded with ``torch.load`` into
-    the network, before the conversion), on 32 positions of seeded random plies."""
+    moves of the shipped agent, recorded when it was shipped, on 32 positions of seeded
+    random plies (the file is read, weights and all, as every user reads it)."""
     from mbrl.training.selfplay import NetworkEvaluator, PolicyPlayer
 
     recorded = json.loads((DATA / "connect_four_moves.json").read_text())
