@@ -121,7 +121,7 @@ SUITE_AGENTS: dict[str, dict[str, dict[str, Any]]] = {
             "imagined_horizon": 100,
             "start_pool": 200,
         },
-        "mbmf": {"mpc_steps": 2_000, "initial_random_steps": 500, "dagger_steps": 500},
+        "mbmf": {"mpc_steps": 1_000, "initial_random_steps": 300, "dagger_steps": 300},
     },
 }
 #: Budget of an environment that no suite names.
