@@ -37,13 +37,11 @@ fitting, imagination and policy updates.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 import tyro
@@ -61,15 +59,12 @@ from mbrl.training.modelbased import (
     GeneratorPart,
     checked_obs,
     fit_dynamics,
-    make_dynamics,
+    learn_in_iterations,
     reset_observations,
+    setup_imagination,
     validate_dynamics_fields,
 )
 from mbrl.training.nets import ActorCritic, mlp
-from mbrl.training.offpolicy import Collector, check_continuous_env
-from mbrl.training.replay import ReplayBuffer
-from mbrl.training.run import Run, RunSpec, crossed, status_line
-from mbrl.training.runs import new_run_dir
 
 __all__ = ["MBMPO", "MBMPOConfig", "MetaPolicy", "linear_baseline"]
 
@@ -213,6 +208,7 @@ class MBMPO:
     """MB-MPO on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "mbmpo"
+    title = "MB-MPO"
     Config = MBMPOConfig
     FORMAT = "mbrl.mbmpo/1"
     world_field = "env"
@@ -228,30 +224,12 @@ class MBMPO:
         run_dir: str | Path | None = None,
         console: Console | None = None,
     ):
-        obs_space, action_space = check_continuous_env(env, "MB-MPO")  # step 1
-        if len(obs_space.shape) != 1:
-            raise ValueError(f"MB-MPO needs flat observations; {env} has {obs_space}")
-        config = MBMPOConfig(env=env) if config is None else dataclasses.replace(config, env=env)
-        self.config, self.console = config, console or Console(quiet=True)
-        self.device = torch.device(config.device)
-        self.obs_shape = tuple(obs_space.shape)
-        obs_dim, action_dim = obs_space.shape[0], action_space.shape[0]
-        self.horizon = config.imagined_horizon or gym.spec(env).max_episode_steps or 1000
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
-        self.fit_generator = torch.Generator().manual_seed(config.seed + 1)
-        self.replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
-        self.collector = Collector(env, config.seed, self.replay)
-        self.counters = {"steps": 0, "episodes": 0, "iterations": 0, "fits": 0,
-                         "last_fit": 0, "imagined_steps": 0, "meta_steps": 0}  # fmt: skip
-        self.run_dir = (
-            Path(run_dir) if run_dir else new_run_dir(config.run_dir, self.algo, config.env)
-        )
-        self.ensemble, self.model_trainer, model = make_dynamics(
-            config, obs_dim, action_space, self.device, propagation=Propagation.TS_INF
-        )
-        self.learned_model = model
+        action_space = setup_imagination(  # step 1
+            self, env, config, run_dir=run_dir, console=console, propagation=Propagation.TS_INF,
+            counters=("meta_steps",),
+        )  # fmt: skip
+        config = self.config
+        obs_dim, action_dim = self.obs_shape[0], action_space.shape[0]
         self.starts = reset_observations(env, config.start_pool, config.seed + 2_000_000).to(
             self.device
         )
@@ -414,27 +392,12 @@ class MBMPO:
     # ---------------------------------------------------------------- training
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` real environment steps (counting steps done)."""
-        config, counters = self.config, self.counters
-        total = config.total_steps if total_steps is None else total_steps
-        start = counters["steps"]
-        spec = RunSpec(self.algo, config.env, config, self.run_dir, total, start, start)
-        metrics: dict[str, float] = {}
-        with Run(spec, self.checkpoint, self.console) as run:
-            while run.going(counters["steps"]):
-                before = counters["steps"]
-                first = counters["iterations"] == 0
-                batch = config.initial_random_steps if first else config.model_train_every
-                row = self.iteration(min(batch, total - before))
-                now = counters["steps"]
-                final = now >= total
-                if crossed(before, now, config.eval_every) or final:
-                    row |= self.evaluate()
-                row["charts/SPS"] = run.speed(now)
-                metrics.update(run.log(now, row))
-                if not final:
-                    run.checkpoint_if_due(crossed(before, now, config.checkpoint_every))
-                run.show(now, status_line(metrics))
-        return metrics
+        return learn_in_iterations(self, total_steps)
+
+    def iteration_steps(self) -> int:
+        """Real steps of the next iteration: step 1's random ones, then step 10's."""
+        first = self.counters["iterations"] == 0
+        return self.config.initial_random_steps if first else self.config.model_train_every
 
     def iteration(self, real_steps: int) -> dict[str, float]:
         """Step 10 (step 1's random data the first time), then steps 3-9; returns the row

@@ -36,7 +36,6 @@ updates and validation.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +62,11 @@ from mbrl.training.modelbased import (
     GeneratorPart,
     checked_obs,
     fit_dynamics,
-    make_dynamics,
+    learn_in_iterations,
     reset_observations,
+    setup_imagination,
     validate_dynamics_fields,
 )
-from mbrl.training.offpolicy import Collector, check_continuous_env
-from mbrl.training.replay import ReplayBuffer
-from mbrl.training.run import Run, RunSpec, crossed, status_line
-from mbrl.training.runs import new_run_dir
 
 __all__ = ["METRPO", "METRPOConfig", "StoppingRule"]
 
@@ -195,6 +191,7 @@ class METRPO:
     """ME-TRPO on one gymnasium environment (the surface of :class:`mbrl.Agent`)."""
 
     algo = "metrpo"
+    title = "ME-TRPO"
     Config = METRPOConfig
     FORMAT = "mbrl.metrpo/1"
     world_field = "env"
@@ -210,30 +207,11 @@ class METRPO:
         run_dir: str | Path | None = None,
         console: Console | None = None,
     ):
-        obs_space, action_space = check_continuous_env(env, "ME-TRPO")  # step 1
-        if len(obs_space.shape) != 1:
-            raise ValueError(f"ME-TRPO needs flat observations; {env} has {obs_space}")
-        config = METRPOConfig(env=env) if config is None else dataclasses.replace(config, env=env)
-        self.config, self.console = config, console or Console(quiet=True)
-        self.device = torch.device(config.device)
-        self.obs_shape = tuple(obs_space.shape)
-        obs_dim, action_dim = obs_space.shape[0], action_space.shape[0]
-        self.horizon = config.imagined_horizon or gym.spec(env).max_episode_steps or 1000
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
-        self.fit_generator = torch.Generator().manual_seed(config.seed + 1)
-        self.replay = ReplayBuffer(config.buffer_size, self.obs_shape, action_dim)
-        self.collector = Collector(env, config.seed, self.replay)
-        self.counters = {"steps": 0, "episodes": 0, "iterations": 0, "fits": 0,
-                         "last_fit": 0, "imagined_steps": 0, "policy_iterations": 0}  # fmt: skip
-        self.run_dir = (
-            Path(run_dir) if run_dir else new_run_dir(config.run_dir, self.algo, config.env)
-        )
-        self.ensemble, self.model_trainer, model = make_dynamics(
-            config, obs_dim, action_space, self.device, propagation=Propagation.TS1
-        )
-        self.learned_model = model
+        setup_imagination(  # step 1
+            self, env, config, run_dir=run_dir, console=console, propagation=Propagation.TS1,
+            counters=("policy_iterations",),
+        )  # fmt: skip
+        config, model = self.config, self.learned_model
         self.member_model = model.with_propagation(Propagation.TS_INF)  # validation
         starts = reset_observations(env, config.start_pool, config.seed + 2_000_000)
         self.validation_obs = reset_observations(
@@ -296,25 +274,11 @@ class METRPO:
     # ---------------------------------------------------------------- training
     def learn(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` real environment steps (counting steps done)."""
-        config, counters = self.config, self.counters
-        total = config.total_steps if total_steps is None else total_steps
-        start = counters["steps"]
-        spec = RunSpec(self.algo, config.env, config, self.run_dir, total, start, start)
-        metrics: dict[str, float] = {}
-        with Run(spec, self.checkpoint, self.console) as run:
-            while run.going(counters["steps"]):
-                before = counters["steps"]
-                row = self.iteration(min(config.model_train_every, total - before))
-                now = counters["steps"]
-                final = now >= total
-                if crossed(before, now, config.eval_every) or final:
-                    row |= self.evaluate()
-                row["charts/SPS"] = run.speed(now)
-                metrics.update(run.log(now, row))
-                if not final:
-                    run.checkpoint_if_due(crossed(before, now, config.checkpoint_every))
-                run.show(now, status_line(metrics))
-        return metrics
+        return learn_in_iterations(self, total_steps)
+
+    def iteration_steps(self) -> int:
+        """Real steps of the next iteration (step 3)."""
+        return self.config.model_train_every
 
     def iteration(self, real_steps: int) -> dict[str, float]:
         """Steps 3-9: real data, a fit, and the policy phase; returns the row to log."""

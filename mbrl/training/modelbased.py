@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import tyro
@@ -53,6 +54,7 @@ from mbrl.training.config import at_least, check_run_fields, fail, in_range, pos
 from mbrl.training.envs import check_env_id, make_env
 from mbrl.training.offpolicy import Collector, check_continuous_env
 from mbrl.training.replay import ReplayBuffer
+from mbrl.training.run import Run, RunSpec, crossed, status_line
 from mbrl.training.runs import new_run_dir
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "WorldKind",
     "checked_obs",
     "fit_dynamics",
+    "learn_in_iterations",
     "make_dynamics",
     "make_planner",
     "model_based_parts",
@@ -72,6 +75,7 @@ __all__ = [
     "mpc_returns",
     "mpc_step",
     "reset_observations",
+    "setup_imagination",
     "setup_model_based",
     "validate_dynamics_fields",
     "validate_model_based_config",
@@ -298,6 +302,74 @@ def setup_model_based(
         else agent.learned_model
     )
     agent.mpc = MPC(world, make_planner(config, exact), agent.generator)
+
+
+def setup_imagination(
+    agent: Any,
+    env: str,
+    config: Any,
+    *,
+    run_dir: str | Path | None,
+    console: Console | None,
+    propagation: Propagation,
+    counters: tuple[str, ...] = (),
+) -> Any:
+    """The attributes the agents that learn in imagined rollouts share (ME-TRPO's and
+    MB-MPO's initialisation): config, console, device, the imagined horizon (the
+    config's ``imagined_horizon``, 0 for the env's time limit), RNGs, the replay of real
+    transitions and its collector, counters (the common ones and ``counters``), the run
+    folder, and the ensemble, its trainer and the learned model (``agent.learned_model``)
+    with ``propagation``. Returns the env's action space."""
+    obs_space, action_space = check_continuous_env(env, agent.title)
+    if len(obs_space.shape) != 1:
+        raise ValueError(f"{agent.title} needs flat observations; {env} has {obs_space}")
+    config = agent.Config(env=env) if config is None else dataclasses.replace(config, env=env)
+    agent.config, agent.console = config, console or Console(quiet=True)
+    agent.device = torch.device(config.device)
+    agent.obs_shape = tuple(obs_space.shape)
+    agent.horizon = config.imagined_horizon or gym.spec(env).max_episode_steps or 1000
+    torch.manual_seed(config.seed)
+    agent.rng = np.random.default_rng(config.seed)
+    agent.generator = torch.Generator(agent.device).manual_seed(config.seed)
+    agent.fit_generator = torch.Generator().manual_seed(config.seed + 1)
+    agent.replay = ReplayBuffer(config.buffer_size, agent.obs_shape, action_space.shape[0])
+    agent.collector = Collector(env, config.seed, agent.replay)
+    names = ("steps", "episodes", "iterations", "fits", "last_fit", "imagined_steps", *counters)
+    agent.counters = dict.fromkeys(names, 0)
+    agent.run_dir = (
+        Path(run_dir) if run_dir else new_run_dir(config.run_dir, agent.algo, config.env)
+    )
+    agent.ensemble, agent.model_trainer, agent.learned_model = make_dynamics(
+        config, obs_space.shape[0], action_space, agent.device, propagation=propagation
+    )
+    return action_space
+
+
+def learn_in_iterations(agent: Any, total_steps: int | None) -> dict[str, float]:
+    """The run of an agent that learns in iterations of real data, a fit and imagined
+    training (ME-TRPO, MB-MPO): ``agent.iteration(real_steps)`` returns the row to log
+    for ``agent.iteration_steps()`` real steps (fewer at the end of the budget); an
+    evaluation every ``eval_every`` real steps and at the end, checkpoints between
+    iterations. Returns the last metrics."""
+    config, counters = agent.config, agent.counters
+    total = config.total_steps if total_steps is None else total_steps
+    start = counters["steps"]
+    spec = RunSpec(agent.algo, config.env, config, agent.run_dir, total, start, start)
+    metrics: dict[str, float] = {}
+    with Run(spec, agent.checkpoint, agent.console) as run:
+        while run.going(counters["steps"]):
+            before = counters["steps"]
+            row = agent.iteration(min(agent.iteration_steps(), total - before))
+            now = counters["steps"]
+            final = now >= total
+            if crossed(before, now, config.eval_every) or final:
+                row |= agent.evaluate()
+            row["charts/SPS"] = run.speed(now)
+            metrics.update(run.log(now, row))
+            if not final:
+                run.checkpoint_if_due(crossed(before, now, config.checkpoint_every))
+            run.show(now, status_line(metrics))
+    return metrics
 
 
 def make_dynamics(
