@@ -203,19 +203,24 @@ def read_sweep(sweep_dir: Path, metric: str = EVAL_METRIC) -> tuple[list[Curve],
 
 
 def plot_env(env: str, curves: list[Curve], path: Path, threshold: float | None) -> Path:
-    """Mean over seeds and min-max band, one line per agent; saved as PNG (Agg)."""
+    """Mean over seeds and min-max band, one line per agent; saved as PNG (Agg). Where the
+    agents' budgets differ tenfold or more (the model-based agents' in a suite), the step
+    axis is logarithmic."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    budgets = [c.budget for c in curves] or [1]
+    log_steps = max(budgets) >= 10 * min(budgets)
     for agent in sorted({c.agent for c in curves}):
         mine = [c for c in curves if c.agent == agent and len(c.steps)]
         if not mine:
             continue
         budget = max(c.budget for c in mine)
-        grid = np.linspace(0, budget, 101)
+        first = max(1.0, min(float(c.steps[0]) for c in mine))
+        grid = np.geomspace(first, budget, 101) if log_steps else np.linspace(0, budget, 101)
         # A seed's curve covers only what it logged: beyond its last point it is not drawn.
         ys = np.array(
             [
@@ -231,7 +236,9 @@ def plot_env(env: str, curves: list[Curve], path: Path, threshold: float | None)
     if threshold is not None:
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
     ax.set_title(env)
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel("environment steps" + (" (log scale)" if log_steps else ""))
+    if log_steps:
+        ax.set_xscale("log")
     ax.set_ylabel(curves[0].metric if curves else "return")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
