@@ -211,10 +211,13 @@ def plot_env(env: str, curves: list[Curve], path: Path, threshold: float | None)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    agents = sorted({c.agent for c in curves})
+    fig, ax = plt.subplots(figsize=(7.6 if len(agents) > 6 else 6.4, 4.2))
     budgets = [c.budget for c in curves] or [1]
     log_steps = max(budgets) >= 10 * min(budgets)
-    for agent in sorted({c.agent for c in curves}):
+    # tab10's colours repeat past ten agents (a full suite has twelve): dashed lines then.
+    palette = plt.get_cmap("tab10").colors
+    for index, agent in enumerate(agents):
         mine = [c for c in curves if c.agent == agent and len(c.steps)]
         if not mine:
             continue
@@ -229,10 +232,13 @@ def plot_env(env: str, curves: list[Curve], path: Path, threshold: float | None)
             ]
         )
         keep = ~np.all(np.isnan(ys), axis=0) & (grid >= min(c.steps[0] for c in mine))
-        with np.errstate(all="ignore"):
-            mean, low, high = (f(ys, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
-        (line,) = ax.plot(grid[keep], mean[keep], label=f"{agent} ({len(mine)} seeds)")
-        ax.fill_between(grid[keep], low[keep], high[keep], color=line.get_color(), alpha=0.2)
+        ys = ys[:, keep]
+        mean, low, high = (f(ys, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
+        color = palette[index % len(palette)]
+        style = "-" if index < len(palette) else "--"
+        label = f"{agent} ({len(mine)} seeds)"
+        ax.plot(grid[keep], mean, color=color, linestyle=style, label=label)
+        ax.fill_between(grid[keep], low, high, color=color, alpha=0.2)
     if threshold is not None:
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
     ax.set_title(env)
@@ -241,7 +247,10 @@ def plot_env(env: str, curves: list[Curve], path: Path, threshold: float | None)
         ax.set_xscale("log")
     ax.set_ylabel(curves[0].metric if curves else "return")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    if len(agents) > 6:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
