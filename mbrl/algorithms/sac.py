@@ -57,7 +57,7 @@ from mbrl.training.offpolicy import (
     training_parts,
     validate_offpolicy_config,
 )
-from mbrl.training.replay import Batch, ModelHook, TargetContext
+from mbrl.training.replay import Batch, ModelHook, TargetContext, critic_targets
 
 __all__ = ["SAC", "SACConfig"]
 
@@ -119,7 +119,7 @@ class SAC:
         self.actor_optimizer = make_adam(self.actor.parameters(), config.policy_lr)
         self.critic_optimizer = make_adam(self.critic.parameters(), config.q_lr)
         self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
-        self.target_context = TargetContext(config.gamma, self.next_value)
+        self.target_context = TargetContext(config.gamma, self.next_values, self.imagined_action)
 
     @property
     def alpha(self) -> Tensor:
@@ -139,11 +139,20 @@ class SAC:
 
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
-    def next_value(self, next_obs: Tensor) -> Tensor:
-        """Soft value min_i Q'_i(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s'): ``[B]``."""
+    def next_values(self, next_obs: Tensor) -> Tensor:
+        """Soft values Q'_i(s', a') - alpha log pi(a'|s'), a' ~ pi(.|s'), of both target
+        critics: ``[2, B]``."""
         next_action, next_log_prob = self.actor(next_obs, self.generator)
-        next_q = self.critic_target(next_obs, next_action).min(0).values
-        return next_q - self.alpha * next_log_prob
+        return self.critic_target(next_obs, next_action) - self.alpha * next_log_prob
+
+    def next_value(self, next_obs: Tensor) -> Tensor:
+        """Step 9's bootstrap: the soft minimum min_i Q'_i(s', a') - alpha log pi ``[B]``."""
+        return self.next_values(next_obs).min(0).values
+
+    @torch.no_grad()
+    def imagined_action(self, obs: Tensor) -> Tensor:
+        """A sample of the current policy in an imagined state (the expansion policy)."""
+        return self.actor(obs, self.generator)[0]
 
     def update_temperature(self, log_prob: Tensor) -> Tensor:
         """Step 8: one Adam step on J(alpha) = -log alpha (log pi + H_target); returns J."""
@@ -165,15 +174,11 @@ class SAC:
         metrics = {"losses/alpha": alpha}
         if config.autotune:
             metrics["losses/alpha_loss"] = self.update_temperature(log_prob_pi)
-        # 9. target y (a model hook may replace it, e.g. MVE)
-        with torch.no_grad():
-            target = self.hook.q_target(batch, self.target_context)
-            if target is None:
-                next_value = self.next_value(batch.next_obs)
-                target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_value
+        # 9. targets y (a model hook may replace them, e.g. MVE's H-step targets)
+        rows = critic_targets(self.hook, batch, self.target_context)
         # 10. both critics in one batched forward: q [2, B]
-        q = self.critic(batch.obs, batch.action)
-        qf_loss = (q - target).pow(2).mean(1).sum()
+        q = self.critic(rows.obs, rows.action)
+        qf_loss = rows.loss(q)
         self.critic_optimizer.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_optimizer.step()

@@ -55,7 +55,7 @@ from mbrl.training.offpolicy import (
     training_parts,
     validate_offpolicy_config,
 )
-from mbrl.training.replay import Batch, ModelHook, TargetContext
+from mbrl.training.replay import Batch, ModelHook, TargetContext, critic_targets
 
 __all__ = ["TD3", "TD3Config"]
 
@@ -115,7 +115,7 @@ class TD3:
         self.high = torch.as_tensor(high, dtype=torch.float32, device=device)
         self.action_scale = (self.high - self.low) / 2
         self.last_actor_loss: Tensor | None = None  # logged between delayed actor updates
-        self.target_context = TargetContext(config.gamma, self.next_value)
+        self.target_context = TargetContext(config.gamma, self.next_values, self.imagined_action)
 
     def _noise(self, shape: torch.Size, std: float) -> Tensor:
         """Gaussian noise ``shape`` with std ``std`` action scales (per dimension)."""
@@ -138,29 +138,35 @@ class TD3:
 
     # ---------------------------------------------------------------- updating
     @torch.no_grad()
-    def next_value(self, next_obs: Tensor) -> Tensor:
-        """Steps 8-9: min_i Q'_i(s', a') with the smoothed target action a': ``[B]``
-        (DDPG: Q'(s', mu'(s')), no smoothing)."""
+    def next_values(self, next_obs: Tensor) -> Tensor:
+        """Step 8: Q'_i(s', a') of each target critic at the smoothed target action a':
+        ``[num_critics, B]`` (DDPG: Q'(s', mu'(s')), no smoothing)."""
         config = self.config
         next_action = self.actor_target(next_obs)
         if config.policy_noise > 0:
             clip = config.noise_clip * self.action_scale
             noise = self._noise(next_action.shape, config.policy_noise).clamp(-clip, clip)
             next_action = (next_action + noise).clamp(self.low, self.high)
-        return self.critic_target(next_obs, next_action).min(0).values
+        return self.critic_target(next_obs, next_action)
+
+    def next_value(self, next_obs: Tensor) -> Tensor:
+        """Step 9's bootstrap: min_i Q'_i(s', a') ``[B]``."""
+        return self.next_values(next_obs).min(0).values
+
+    @torch.no_grad()
+    def imagined_action(self, obs: Tensor) -> Tensor:
+        """The current actor's action in an imagined state, without noise (MVE's
+        expansion policy)."""
+        return self.actor(obs)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """Steps 8-12 on one minibatch; returns detached loss tensors (no .item() here)."""
         config = self.config
-        # 8-9. target y (a model hook may replace it, e.g. MVE)
-        with torch.no_grad():
-            target = self.hook.q_target(batch, self.target_context)
-            if target is None:
-                next_value = self.next_value(batch.next_obs)
-                target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_value
+        # 8-9. targets y (a model hook may replace them, e.g. MVE's H-step targets)
+        rows = critic_targets(self.hook, batch, self.target_context)
         # 10. all critics in one batched forward: q [num_critics, B]
-        q = self.critic(batch.obs, batch.action)
-        qf_loss = (q - target).pow(2).mean(1).sum()
+        q = self.critic(rows.obs, rows.action)
+        qf_loss = rows.loss(q)
         self.critic_optimizer.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_optimizer.step()

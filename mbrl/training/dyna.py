@@ -42,7 +42,7 @@ from mbrl.training.modelbased import (
     make_dynamics,
     validate_dynamics_fields,
 )
-from mbrl.training.replay import Batch, ReplayBuffer, TargetContext
+from mbrl.training.replay import Batch, CriticTargets, ReplayBuffer, TargetContext
 
 __all__ = ["BranchFields", "BranchedRollouts", "Policy", "rollout_length"]
 
@@ -164,7 +164,7 @@ class BranchedRollouts:
             )
         )
 
-    def q_target(self, batch: Batch, context: TargetContext) -> Tensor | None:
+    def critic_targets(self, batch: Batch, context: TargetContext) -> CriticTargets | None:
         return None
 
     # ------------------------------------------------------------------ fit and branch

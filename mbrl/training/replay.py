@@ -23,7 +23,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Batch", "ModelHook", "ReplayBuffer", "ReplayOnly", "Ring", "TargetContext"]
+__all__ = [
+    "Batch",
+    "CriticTargets",
+    "ModelHook",
+    "ReplayBuffer",
+    "ReplayOnly",
+    "Ring",
+    "TargetContext",
+    "critic_targets",
+    "one_step_targets",
+]
 
 
 # --------------------------------------------------------------------------- ring
@@ -153,11 +163,63 @@ class ReplayBuffer(Ring):
 
 @dataclass(frozen=True)
 class TargetContext:
-    """What a model hook may use to build a Q target: the discount and the agent's
-    bootstrap value ``next_value(obs [B, ...]) -> [B]`` under its target networks."""
+    """What a model hook may use to build Q targets, without the agent itself:
+
+    - ``gamma``, the discount;
+    - ``next_values(obs [B, ...]) -> [M, B]``: the bootstrap value of each of the M
+      critics under the agent's target networks (TD3: ``Q'_m(s, a~)`` with the smoothed
+      target action; SAC: the soft value ``Q'_m(s, a') - alpha log pi(a'|s)``; DDPG:
+      M = 1), all at one drawn action per row;
+    - ``policy(obs [B, ...]) -> [B, A]``: the action the agent's current policy takes
+      in an imagined state (TD3, DDPG: the deterministic actor; SAC: a sample).
+    """
 
     gamma: float
-    next_value: Callable[[Tensor], Tensor]
+    next_values: Callable[[Tensor], Tensor]
+    policy: Callable[[Tensor], Tensor]
+
+    def next_value(self, obs: Tensor) -> Tensor:
+        """The agent's own bootstrap value ``[B]``: the minimum over its critics (TD3's
+        clipped double Q, SAC's soft minimum; DDPG's one critic)."""
+        return self.next_values(obs).min(0).values
+
+
+@dataclass(frozen=True)
+class CriticTargets:
+    """The regression rows of a critic update: ``obs [N, ...]``, ``action [N, A]``,
+    ``target [N]`` and ``weight [N]`` (None: the mean over the N rows). Every critic's
+    loss is ``sum_n weight_n (Q(obs_n, action_n) - target_n)^2``.
+
+    The model-free update has the minibatch's B rows with their one-step TD targets;
+    MVE's TD-k trick adds the imagined states of the expansion, weighted by the
+    probability that the model reaches them."""
+
+    obs: Tensor
+    action: Tensor
+    target: Tensor
+    weight: Tensor | None = None
+
+    def loss(self, q: Tensor) -> Tensor:
+        """The summed loss of the critics' values ``q [M, N]`` at these rows."""
+        squared = (q - self.target).pow(2)
+        if self.weight is None:
+            return squared.mean(1).sum()
+        return (squared * self.weight).sum()
+
+
+def one_step_targets(batch: Batch, context: TargetContext) -> CriticTargets:
+    """The model-free rows: ``y = r + gamma (1 - d) V'(s')`` for the minibatch."""
+    next_value = context.next_value(batch.next_obs)
+    target = batch.reward + context.gamma * (1.0 - batch.terminated) * next_value
+    return CriticTargets(batch.obs, batch.action, target)
+
+
+def critic_targets(hook: ModelHook, batch: Batch, context: TargetContext) -> CriticTargets:
+    """The hook's rows for this minibatch, or the one-step rows where it has none; no
+    gradient flows through the targets."""
+    with torch.no_grad():
+        rows = hook.critic_targets(batch, context)
+        return one_step_targets(batch, context) if rows is None else rows
 
 
 # --------------------------------------------------------------------- model hook
@@ -168,26 +230,26 @@ class ModelHook(Protocol):
     An agent given ``model_hook=`` calls it at three points of its loop:
 
     - ``on_transitions(batch)`` after every real environment step, with that
-      transition as a Batch of size 1 (e.g. to add it to the model's training
-      data and fit the model every so often).
+      transition as a Batch of size 1 (e.g. to count steps and fit the model to the
+      real replay every so often).
     - ``sample(replay, batch_size, rng) -> Batch`` for every gradient step's
       minibatch (MBPO: mix real transitions from ``replay`` with imagined ones;
       the default is ``replay.sample(batch_size, rng)``).
-    - ``q_target(batch, context) -> Tensor [B] | None`` inside the critic update
-      (MVE: an H-step model-based target ``sum_h gamma^h r_h + gamma^H V(s_H)``,
-      using ``context.next_value(obs [B, ...]) -> [B]`` for the bootstrap value
-      V(s_H) under the agent's target networks, and ``context.gamma``;
-      None: the agent's own one-step TD target). The agent treats it as a
-      constant (no gradient flows through it).
+    - ``critic_targets(batch, context) -> CriticTargets | None`` inside the critic
+      update (MVE: the H-step model-based targets ``sum_h gamma^h r_h + gamma^H
+      V(s_H)`` and, with the TD-k trick, rows for the imagined states too; STEVE:
+      the inverse-variance mix of the targets of every horizon). None: the agent's
+      own one-step TD target. The agent treats the targets as constants.
 
-    Agents do not checkpoint the hook; a hook with state saves it itself.
+    Agents do not checkpoint the hook; a hook with state saves it itself (the
+    model-based variants add its ``parts`` to theirs).
     """
 
     def on_transitions(self, batch: Batch) -> None: ...
 
     def sample(self, replay: ReplayBuffer, batch_size: int, rng: np.random.Generator) -> Batch: ...
 
-    def q_target(self, batch: Batch, context: TargetContext) -> Tensor | None: ...
+    def critic_targets(self, batch: Batch, context: TargetContext) -> CriticTargets | None: ...
 
 
 class ReplayOnly:
@@ -199,5 +261,5 @@ class ReplayOnly:
     def sample(self, replay: ReplayBuffer, batch_size: int, rng: np.random.Generator) -> Batch:
         return replay.sample(batch_size, rng)
 
-    def q_target(self, batch: Batch, context: TargetContext) -> Tensor | None:
+    def critic_targets(self, batch: Batch, context: TargetContext) -> CriticTargets | None:
         return None

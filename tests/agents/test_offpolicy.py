@@ -22,6 +22,7 @@ from mbrl.training.nets import (
 )
 from mbrl.training.replay import (
     Batch,
+    CriticTargets,
     ModelHook,
     ReplayBuffer,
 )
@@ -318,10 +319,13 @@ class RecordingHook:
         self.samples += 1
         return replay.sample(batch_size, rng)
 
-    def q_target(self, batch, agent):
+    def critic_targets(self, batch, context):
         self.targets += 1
-        assert agent.next_value(batch.next_obs).shape == (len(batch),)
-        return None if self.target is None else torch.full_like(batch.reward, self.target)
+        assert context.next_value(batch.next_obs).shape == (len(batch),)
+        assert context.policy(batch.obs).shape == batch.action.shape
+        if self.target is None:
+            return None
+        return CriticTargets(batch.obs, batch.action, torch.full_like(batch.reward, self.target))
 
 
 @pytest.mark.parametrize("cls", AGENTS)
