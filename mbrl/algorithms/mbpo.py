@@ -104,6 +104,3 @@ class MBPO(SAC):
         seconds = self.hook.seconds
         seconds["policy"] += time.perf_counter() - start
         return metrics | self.hook.metrics() | {"time/policy_seconds": seconds["policy"]}
-
-    def parts(self, training: bool = False) -> dict[str, Any]:
-        return super().parts(training) | self.hook.parts(training)

@@ -2,17 +2,18 @@
 
 Feinberg, Wan, Stoica, Jordan, Gonzalez, Levine (2018), "Model-Based Value Estimation
 for Efficient Model-Free Reinforcement Learning". The project's own agents run
-unchanged; the hook :class:`MVEHook` only replaces their critic targets by H-step
+unchanged; the hook :class:`MVE` only replaces their critic targets by H-step
 targets through a learned dynamics ensemble (its mean: one deterministic
 prediction, as the paper's one network), and adds the TD-k trick. Variants:
 ``mve-ddpg``, ``mve-td3``, ``mve-sac``; or any of the three with
-``model_hook=MVEHook(config, obs_dim, action_space, device)``.
+``model_hook=MVE(expansion_horizon=3)``.
 
     1. initialise the agent (actor, critics, targets), the ensemble f and the replay D
     2. for each environment step: act, store in D (the agent's own lines); every
        model_train_every steps from learning_starts: fit f to D
     3. for each critic update on a minibatch (s_0, a_0, r_0, s_1, d_0) from D:
-    4.   imagine a_k = pi(s_k), (s_(k+1), r_k, d_k) = f(s_k, a_k) for k = 1..H
+    4.   imagine a_k = pi'(s_k), (s_(k+1), r_k, d_k) = f(s_k, a_k) for k = 1..H (pi': the
+         policy of the bootstrap, TD3's and DDPG's target actor, SAC's policy)
     5.   y_(H+1) = V'(s_(H+1)); y_k = r_k + gamma (1 - d_k) y_(k+1) for k = H..0
          (V': the agent's bootstrap value under its target networks; a terminal d_k
          ends the sum)
@@ -47,7 +48,7 @@ __all__ = [
     "MVEDDPG",
     "MVEDDPGConfig",
     "MVEFields",
-    "MVEHook",
+    "MVE",
     "MVESAC",
     "MVESACConfig",
     "MVETD3",
@@ -79,10 +80,11 @@ def mve_targets(rewards, dones, values, gamma: float):
     return torch.stack(out[::-1])
 
 
-class MVEHook(ValueExpansion):
+class MVE(ValueExpansion):
     """MVE's critic rows (steps 4-6 of the module): the H-step target of the real pair
     and, with the TD-k trick, the imagined pairs with theirs."""
 
+    fields = MVEFields
     propagation = Propagation.MEAN
 
     def targets_of(self, expansion: Expansion, batch: Batch, context: TargetContext):
@@ -105,15 +107,15 @@ class MVEHook(ValueExpansion):
 
 _DOC = "{} with model-based value expansion (the surface of :class:`mbrl.Agent`)."
 MVEDDPG = expansion_agent(
-    DDPG, MVEHook, MVEFields, algo="mve-ddpg", name="MVEDDPG", module=__name__,
+    DDPG, MVE, algo="mve-ddpg", name="MVEDDPG",
     doc=_DOC.format("DDPG"), step_cost=150.0,
 )  # fmt: skip
 MVETD3 = expansion_agent(
-    TD3, MVEHook, MVEFields, algo="mve-td3", name="MVETD3", module=__name__,
+    TD3, MVE, algo="mve-td3", name="MVETD3",
     doc=_DOC.format("TD3"), step_cost=160.0,
 )  # fmt: skip
 MVESAC = expansion_agent(
-    SAC, MVEHook, MVEFields, algo="mve-sac", name="MVESAC", module=__name__,
+    SAC, MVE, algo="mve-sac", name="MVESAC",
     doc=_DOC.format("SAC"), step_cost=200.0,
 )  # fmt: skip
 MVEDDPGConfig, MVETD3Config, MVESACConfig = MVEDDPG.Config, MVETD3.Config, MVESAC.Config

@@ -52,6 +52,7 @@ from mbrl.training.config import (
 )
 from mbrl.training.nets import EnsembleQ, SquashedGaussianActor, make_adam, soft_update
 from mbrl.training.offpolicy import (
+    hook_parts,
     off_policy_agent,
     setup_continuous,
     training_parts,
@@ -212,4 +213,4 @@ class SAC:
             "critic_optimizer": self.critic_optimizer,
             "alpha_optimizer": self.alpha_optimizer,
         }
-        return parts | (training_parts(self) if training else {})
+        return parts | hook_parts(self, training) | (training_parts(self) if training else {})

@@ -2,7 +2,7 @@
 
 Buckman, Hafner, Tucker, Brevdo, Lee (2018), "Sample-Efficient Reinforcement Learning
 with Stochastic Ensemble Value Expansion", NeurIPS. The project's own agents run
-unchanged; the hook :class:`STEVEHook` replaces their critic target by a mix of the
+unchanged; the hook :class:`STEVE` replaces their critic target by a mix of the
 targets of every horizon 0..H, each weighted by the inverse of its variance over the
 ensembles, so that the model is used only where its members agree. Variants:
 ``steve-td3``, ``steve-sac``.
@@ -12,7 +12,8 @@ ensembles, so that the model is used only where its members agree. Variants:
     2. for each environment step: act, store in D; every model_train_every steps from
        learning_starts: fit the ensemble to D
     3. for each critic update on a minibatch (s_0, a_0, r_0, s_1, d_0) from D:
-    4.   from s_1, roll the current policy H steps in each of the L elite members
+    4.   from s_1, roll the policy of the bootstrap (TD3: the target actor; SAC: the
+         policy) H steps in each of the L elite members
     5.   for every horizon j = 0..H, member l and critic m, the candidate
          T_j^(l,m) = sum_(i<=j) gamma^i c_i r_i^l + gamma^(j+1) c_(j+1) V_m(s_(j+1)^l)
          (c: 1 while no step before was terminal; V_m: critic m's bootstrap value)
@@ -35,15 +36,10 @@ import torch
 from mbrl.algorithms.sac import SAC
 from mbrl.algorithms.td3 import TD3
 from mbrl.models import Propagation
-from mbrl.training.expansion import (
-    Expansion,
-    ExpansionFields,
-    ValueExpansion,
-    expansion_agent,
-)
+from mbrl.training.expansion import Expansion, ValueExpansion, expansion_agent
 from mbrl.training.replay import Batch, CriticTargets, TargetContext
 
-__all__ = ["STEVEHook", "STEVESAC", "STEVESACConfig", "STEVETD3", "STEVETD3Config", "steve_weights"]
+__all__ = ["STEVE", "STEVESAC", "STEVESACConfig", "STEVETD3", "STEVETD3Config", "steve_weights"]
 
 EPSILON = 1e-8
 """Added to each variance before it is inverted (the authors' code)."""
@@ -60,15 +56,14 @@ def steve_weights(candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return means, confidence / confidence.sum(0, keepdim=True)
 
 
-class STEVEHook(ValueExpansion):
+class STEVE(ValueExpansion):
     """STEVE's critic target (steps 4-6 of the module)."""
 
     propagation = Propagation.TS_INF
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        h = self.config.expansion_horizon
-        self.weight_mean = torch.zeros(h + 1)
+    def attach(self, agent, action_space) -> None:
+        super().attach(agent, action_space)
+        self.weight_mean = torch.zeros(self.config.expansion_horizon + 1)
         self.weight_mean[0] = 1.0  # before the first fit: the one-step target only
         self.last_weights = self.weight_mean.clone()  # of the last minibatch, mean over rows
 
@@ -103,11 +98,11 @@ class STEVEHook(ValueExpansion):
 
 _DOC = "{} with stochastic ensemble value expansion (the surface of :class:`mbrl.Agent`)."
 STEVETD3 = expansion_agent(
-    TD3, STEVEHook, ExpansionFields, algo="steve-td3", name="STEVETD3", module=__name__,
+    TD3, STEVE, algo="steve-td3", name="STEVETD3",
     doc=_DOC.format("TD3"), step_cost=200.0,
 )  # fmt: skip
 STEVESAC = expansion_agent(
-    SAC, STEVEHook, ExpansionFields, algo="steve-sac", name="STEVESAC", module=__name__,
+    SAC, STEVE, algo="steve-sac", name="STEVESAC",
     doc=_DOC.format("SAC"), step_cost=240.0,
 )  # fmt: skip
 STEVETD3Config, STEVESACConfig = STEVETD3.Config, STEVESAC.Config

@@ -50,6 +50,7 @@ from mbrl.training.config import (
 )
 from mbrl.training.nets import DeterministicActor, EnsembleQ, frozen, make_adam, soft_update
 from mbrl.training.offpolicy import (
+    hook_parts,
     off_policy_agent,
     setup_continuous,
     training_parts,
@@ -155,9 +156,11 @@ class TD3:
 
     @torch.no_grad()
     def imagined_action(self, obs: Tensor) -> Tensor:
-        """The current actor's action in an imagined state, without noise (MVE's
-        expansion policy)."""
-        return self.actor(obs)
+        """The target actor's action in an imagined state: the policy of the bootstrap
+        (MVE imagines with the target policy; the current actor, which the critic's
+        imagined rows then pull towards, made MVE-TD3's critic diverge on the point
+        mass of the tests)."""
+        return self.actor_target(obs)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """Steps 8-12 on one minibatch; returns detached loss tensors (no .item() here)."""
@@ -196,4 +199,4 @@ class TD3:
             "actor_optimizer": self.actor_optimizer,
             "critic_optimizer": self.critic_optimizer,
         }
-        return parts | (training_parts(self) if training else {})
+        return parts | hook_parts(self, training) | (training_parts(self) if training else {})

@@ -7,7 +7,7 @@ dynamics ensemble to every real transition (:func:`fit_dynamics`: warm start, he
 early stopping, elites). In every critic update after the first fit it expands each
 minibatch transition ``(s, a, r, s', d)``:
 
-- frame 0 is the real next observation ``s'``; the current policy (the agent's
+- frame 0 is the real next observation ``s'``; the bootstrap's policy (the agent's
   ``TargetContext.policy``) acts in frame ``k`` and the model steps to frame ``k + 1``,
   for ``H`` steps, in ``K`` rollouts per transition (MVE: one rollout in the mean of
   the elites; STEVE: one per elite member, each keeping its member);
@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 from einops import rearrange
-from rich.console import Console
 from torch import Tensor
 
 from mbrl.models import Propagation
@@ -46,7 +45,6 @@ from mbrl.training.modelbased import (
     make_dynamics,
     validate_dynamics_fields,
 )
-from mbrl.training.offpolicy import check_continuous_env
 from mbrl.training.replay import Batch, CriticTargets, ReplayBuffer, TargetContext
 
 __all__ = [
@@ -54,6 +52,7 @@ __all__ = [
     "ExpansionFields",
     "ValueExpansion",
     "expansion_agent",
+    "expansion_config",
     "validate_expansion_fields",
 ]
 
@@ -122,43 +121,64 @@ class ValueExpansion(abc.ABC):
     """The shared part of the MVE and STEVE hooks (see the module): ``on_transitions``
     counts real steps and fits when due, ``sample`` is the real replay's, and
     :meth:`expand` rolls a minibatch out; subclasses build the critic rows
-    (:meth:`critic_targets`) from it.
+    (:meth:`targets_of`) from it.
 
-    The agent binds it after making its replay (:meth:`bind`). ``metrics()`` are the
-    last fit's scores, the imagined-step count, the phase seconds and the subclass's
-    own (:meth:`target_metrics`) for the progress row.
+    Give it to an agent as ``TD3(env, config, model_hook=MVE(expansion_horizon=3))``
+    (settings: the fields of :attr:`fields`; the rest, such as the seed and
+    ``learning_starts``, are the agent's), or use a variant (``MVETD3``) whose one
+    config holds both. The agent attaches it (:meth:`attach`) once its replay exists;
+    the hook's ``parts`` go into the agent's checkpoints. ``metrics()`` are the last
+    fit's scores, the imagined-step count, the phase seconds and the subclass's own
+    (:meth:`target_metrics`) for the progress row.
     """
 
+    fields: type = ExpansionFields
+    """The dataclass of the hook's settings (a subclass has its own)."""
     propagation = Propagation.MEAN
     """How the rollouts use the ensemble (STEVE: ``TS_INF``, a member per rollout)."""
-    validate = staticmethod(validate_expansion_fields)
-    """The config checks of the hook's fields (a subclass adds its own)."""
 
-    def __init__(
-        self,
-        config: Any,
-        obs_dim: int,
-        action_space: Any,
-        device: torch.device,
-        console: Console | None = None,
-    ):
-        self.config, self.device = config, device
-        self.console = console or Console(quiet=True)
-        self.ensemble, self.model_trainer, self.model = make_dynamics(
-            config, obs_dim, action_space, device, propagation=self.propagation
-        )
-        self.fit_generator = torch.Generator().manual_seed(config.seed + 1)
-        self.rollout_generator = torch.Generator(device).manual_seed(config.seed + 2)
+    def __init__(self, config: Any = None, **settings: Any):
+        names = {f.name for f in dataclasses.fields(self.fields)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no setting {', '.join(unknown)}; its settings: "
+                f"{', '.join(sorted(names))}"
+            )
+        if config is not None and settings:
+            raise ValueError(f"{type(self).__name__}: give a config or settings, not both")
+        self.config, self.settings = config, settings
         self.counters = {"steps": 0, "fits": 0, "last_fit": 0, "imagined_steps": 0}
         self.seconds = {"fit": 0.0, "expansion": 0.0, "update": 0.0}
         self.last_fit: dict[str, float] = {}
         self.replay: ReplayBuffer | None = None
 
-    def bind(self, replay: ReplayBuffer, console: Console | None = None) -> None:
-        """The real replay to fit to (and the run's console for the fits' progress)."""
-        self.replay = replay
-        if console is not None:
-            self.console = console
+    @classmethod
+    def validate(cls, config: Any) -> None:
+        """The config checks of the hook's fields; messages name the field."""
+        validate_expansion_fields(config)
+
+    def attach(self, agent: Any, action_space: Any) -> None:
+        """Make the ensemble, its trainer and the model for ``agent``'s environment, and
+        keep its replay (to fit to) and console (for the fits' progress). Called by the
+        agent's set-up; the config is the variant's, or the agent's with the hook's
+        settings."""
+        if self.config is None:
+            base = type(agent.config)
+            cls = expansion_config(base, type(self), f"{type(self).__name__}{type(agent).__name__}")
+            own = {f.name: getattr(agent.config, f.name) for f in dataclasses.fields(base)}
+            self.config = cls(**(own | self.settings))
+        config = self.config
+        if len(agent.obs_shape) != 1:
+            raise ValueError(f"{type(self).__name__} needs flat observations; {config.env} has "
+                             f"shape {agent.obs_shape}")  # fmt: skip
+        self.device, self.console = agent.device, agent.console
+        self.ensemble, self.model_trainer, self.model = make_dynamics(
+            config, agent.obs_shape[0], action_space, agent.device, propagation=self.propagation
+        )
+        self.fit_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.rollout_generator = torch.Generator(agent.device).manual_seed(config.seed + 2)
+        self.replay = agent.replay
 
     @property
     def num_rollouts(self) -> int:
@@ -173,7 +193,7 @@ class ValueExpansion(abc.ABC):
             (step - config.learning_starts) % config.model_train_every == 0
         ):
             if self.replay is None:
-                raise RuntimeError(f"{type(self).__name__}.bind(replay) must come first")
+                raise RuntimeError(f"{type(self).__name__} is not attached to an agent")
             start = time.perf_counter()
             self.last_fit = fit_dynamics(self)
             self.seconds["fit"] += time.perf_counter() - start
@@ -288,47 +308,48 @@ class _ExpansionState:
         hook.load_extra_state(state.get("extra", {}))
 
 
+_CONFIGS: dict[tuple[type, type], type] = {}
+
+
+def expansion_config(base: type, hook_cls: type, name: str) -> type:
+    """The config class of ``base`` (an agent's config) with the fields of ``hook_cls``,
+    checked by both (one class per pair, named ``<name>Config``)."""
+    key = (base, hook_cls)
+    if key not in _CONFIGS:
+
+        def post_init(self):
+            base.__post_init__(self)
+            hook_cls.validate(self)
+
+        _CONFIGS[key] = dataclasses.make_dataclass(
+            f"{name}Config",
+            [],
+            bases=(base, hook_cls.fields),
+            namespace={
+                "__post_init__": post_init,
+                "__doc__": f"{name}: the agent's config and the value expansion's.",
+                "__module__": hook_cls.__module__,
+            },
+            frozen=True,
+            kw_only=True,
+        )
+    return _CONFIGS[key]
+
+
 def expansion_agent(
-    base: type,
-    hook_cls: type,
-    fields: type,
-    *,
-    algo: str,
-    name: str,
-    module: str,
-    doc: str,
-    step_cost: float,
+    base: type, hook_cls: type, *, algo: str, name: str, doc: str, step_cost: float
 ) -> type:
-    """The agent ``base`` (DDPG, TD3 or SAC) with the value-expansion hook ``hook_cls``:
-    its config is the base's plus ``fields``; the model is the hook's, checkpointed with
-    the agent; each progress row carries the hook's metrics. Not a second copy of the
-    agent: the base class's update runs unchanged, only its critic targets differ."""
-
-    def post_init(self):
-        base.Config.__post_init__(self)
-        hook_cls.validate(self)
-
-    config_cls = dataclasses.make_dataclass(
-        f"{name}Config",
-        [],
-        bases=(base.Config, fields),
-        namespace={
-            "__post_init__": post_init,
-            "__doc__": f"{name}: {base.__name__}'s config and the value expansion's.",
-            "__module__": module,
-        },
-        frozen=True,
-        kw_only=True,
-    )
+    """The agent ``base`` (DDPG, TD3 or SAC) with the value-expansion hook ``hook_cls``
+    built in: one config with the hook's fields (``mbrl train <algo>``, bench cells),
+    the model checkpointed with the agent, the hook's metrics and the update's seconds in
+    each progress row. Not a second copy of the agent: the base class's update runs
+    unchanged, only its critic targets differ."""
+    config_cls = expansion_config(base.Config, hook_cls, name)
 
     def __init__(self, env: str, config=None, *, run_dir=None, console=None):
-        obs_space, action_space = check_continuous_env(env, name)
-        if len(obs_space.shape) != 1:
-            raise ValueError(f"{name} needs flat observations; {env} has {obs_space}")
         config = config_cls(env=env) if config is None else dataclasses.replace(config, env=env)
-        hook = hook_cls(config, obs_space.shape[0], action_space, torch.device(config.device))
-        base.__init__(self, env, config, run_dir=run_dir, console=console, model_hook=hook)
-        hook.bind(self.replay, self.console)
+        base.__init__(self, env, config, run_dir=run_dir, console=console,
+                      model_hook=hook_cls(config))  # fmt: skip
 
     def update(self, batch: Batch) -> dict[str, Any]:
         start = time.perf_counter()
@@ -336,18 +357,14 @@ def expansion_agent(
         self.hook.seconds["update"] += time.perf_counter() - start
         return metrics | self.hook.metrics()
 
-    def parts(self, training: bool = False) -> dict[str, Any]:
-        return base.parts(self, training) | self.hook.parts(training)
-
     namespace = {
         "__init__": __init__,
         "update": update,
-        "parts": parts,
         "algo": algo,
         "Config": config_cls,
         "FORMAT": f"mbrl.{algo}/1",
         "step_cost": step_cost,
         "__doc__": doc,
-        "__module__": module,
+        "__module__": hook_cls.__module__,
     }
     return type(name, (base,), namespace)

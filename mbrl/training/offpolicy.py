@@ -31,6 +31,7 @@ __all__ = [
     "OffPolicyLearner",
     "check_continuous_env",
     "explore",
+    "hook_parts",
     "off_policy_agent",
     "setup_continuous",
     "setup_off_policy",
@@ -267,6 +268,13 @@ def training_parts(agent: Any) -> dict[str, Any]:
     }
 
 
+def hook_parts(agent: Any, training: bool) -> dict[str, Any]:
+    """The checkpoint parts of the agent's model hook (its model, and for training its
+    optimiser, counters and RNGs), where it has any."""
+    parts = getattr(agent.hook, "parts", None)
+    return {} if parts is None else parts(training)
+
+
 def setup_continuous(
     agent: Any,
     env: str,
@@ -285,6 +293,9 @@ def setup_continuous(
     torch.manual_seed(config.seed)
     replay = ReplayBuffer(config.buffer_size, agent.obs_shape, action_dim)
     setup_off_policy(agent, config, replay, run_dir=run_dir, console=console, model_hook=model_hook)
+    attach = getattr(agent.hook, "attach", None)
+    if attach is not None:  # a hook with a model of its own makes it for this env
+        attach(agent, action_space)
     return obs_dim, action_dim, action_space.low, action_space.high
 
 

@@ -170,8 +170,9 @@ class TargetContext:
       critics under the agent's target networks (TD3: ``Q'_m(s, a~)`` with the smoothed
       target action; SAC: the soft value ``Q'_m(s, a') - alpha log pi(a'|s)``; DDPG:
       M = 1), all at one drawn action per row;
-    - ``policy(obs [B, ...]) -> [B, A]``: the action the agent's current policy takes
-      in an imagined state (TD3, DDPG: the deterministic actor; SAC: a sample).
+    - ``policy(obs [B, ...]) -> [B, A]``: the action of the policy of the agent's
+      bootstrap in an imagined state (TD3, DDPG: the target actor; SAC: a sample of
+      the policy).
     """
 
     gamma: float

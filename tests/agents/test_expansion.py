@@ -349,3 +349,26 @@ def test_bad_envs_are_refused(tmp_path):
 def test_the_replay_is_the_agents_own(tmp_path):
     agent = MVETD3(ENV_ID, small_config(MVETD3, tmp_path))
     assert isinstance(agent.hook.replay, ReplayBuffer) and agent.hook.replay is agent.replay
+
+
+# ------------------------------------------------------------------ the hook on its own
+def test_the_hook_on_a_plain_agent_trains_as_the_variant_and_resumes(tmp_path):
+    from mbrl.algorithms.mve import MVE
+
+    settings = {k: v for k, v in SMALL.items() if k in MVE.fields.__dataclass_fields__}
+    variant = MVETD3(ENV_ID, small_config(MVETD3, tmp_path / "variant", total_steps=260))
+    variant.learn()
+    agent_fields = {k: v for k, v in SMALL.items() if k in TD3.Config.__dataclass_fields__}
+    config = TD3.Config(env=ENV_ID, total_steps=260, run_dir=str(tmp_path / "hook"), **agent_fields)
+    hooked = TD3(ENV_ID, config, model_hook=MVE(**settings))  # the three lines
+    hooked.learn(230)
+    assert type(hooked.hook.config).__name__ == "MVETD3Config"
+    resumed = TD3.resume(hooked.run_dir, model_hook=MVE(**settings))
+    assert resumed.hook.counters == hooked.hook.counters and resumed.hook.counters["fits"] == 1
+    resumed.learn()
+    for x, y in zip(variant.actor.parameters(), resumed.actor.parameters(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no setting horizon"):
+        MVE(horizon=3)
+    with pytest.raises(ValueError, match=r"MVETD3Config\.expansion_horizon must"):
+        TD3(ENV_ID, config, model_hook=MVE(expansion_horizon=-2))
