@@ -60,6 +60,13 @@ def agent_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def gym_agents() -> list[str]:
-    """The agents trained on gymnasium environments (what ``mbrl bench`` sweeps)."""
-    return [name for name in available_agents() if agent_class(name).world_field == "env"]
+def gym_agents(variants: bool = True) -> list[str]:
+    """The agents trained on gymnasium environments; without ``variants``, not the
+    agents that are another with a model hook built in (``mve-td3``: what ``mbrl bench``
+    sweeps when no agents are named)."""
+    return [
+        name
+        for name in available_agents()
+        if agent_class(name).world_field == "env"
+        and (variants or getattr(agent_class(name), "variant_of", None) is None)
+    ]

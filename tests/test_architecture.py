@@ -70,8 +70,10 @@ AGENTS = registry.available_agents()
 
 
 def test_every_algorithm_is_registered():
+    # one file may hold the variants of an algorithm (mve.py: mve-ddpg, mve-td3, mve-sac)
     files = {p.stem for p in (ROOT / "mbrl/algorithms").glob("*.py") if p.stem != "__init__"}
-    assert files == set(AGENTS)
+    modules = {registry.AGENTS[name].split(":")[0].rsplit(".", 1)[1] for name in AGENTS}
+    assert files == modules
 
 
 @pytest.mark.parametrize("name", AGENTS)

@@ -122,6 +122,11 @@ SUITE_AGENTS: dict[str, dict[str, dict[str, Any]]] = {
             "start_pool": 200,
         },
         "mbmf": {"mpc_steps": 1_000, "initial_random_steps": 300, "dagger_steps": 300},
+        # the value-expansion variants (when named): 10k steps, learning from 1,000
+        **{
+            name: {"total_steps": 10_000, "learning_starts": 1_000}
+            for name in ("mve-ddpg", "mve-td3", "mve-sac", "steve-td3", "steve-sac")
+        },
     },
 }
 #: Budget of an environment that no suite names.
@@ -143,7 +148,8 @@ class BenchConfig:
     """Named suite: quick (Pendulum, InvertedPendulum, CartPole) or mujoco (HalfCheetah,
     Hopper, Walker2d, Ant); gives envs and budgets unless --envs is set."""
     agents: tuple[str, ...] = ()
-    """Agents to run (empty: every agent of this installation, see `mbrl train --help`)."""
+    """Agents to run (empty: every agent of this installation but the value-expansion
+    variants mve-*, steve-*, which run when named; see `mbrl train --help`)."""
     envs: tuple[str, ...] = ()
     """Gymnasium ids (empty: the suite's, or CartPole-v1)."""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -261,7 +267,7 @@ def plan_cells(config: BenchConfig) -> tuple[list[Cell], list[str]]:
     """The cells of a sweep and a note for every (agent, env) pair that is skipped."""
     from mbrl.registry import AGENTS, agent_class, gym_agents
 
-    agents = config.agents or tuple(gym_agents())
+    agents = config.agents or tuple(gym_agents(variants=False))
     classes = {agent: agent_class(agent) for agent in agents}  # unknown names raise here
     kinds = {env: action_kind(env) for env in config.env_ids()}
     cells, skipped = [], []

@@ -364,6 +364,7 @@ def expansion_agent(
         "Config": config_cls,
         "FORMAT": f"mbrl.{algo}/1",
         "step_cost": step_cost,
+        "variant_of": base.algo,
         "__doc__": doc,
         "__module__": hook_cls.__module__,
     }
