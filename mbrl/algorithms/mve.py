@@ -45,13 +45,13 @@ from mbrl.training.expansion import (
 from mbrl.training.replay import Batch, CriticTargets, TargetContext
 
 __all__ = [
+    "MVE",
     "MVEDDPG",
+    "MVESAC",
+    "MVETD3",
     "MVEDDPGConfig",
     "MVEFields",
-    "MVE",
-    "MVESAC",
     "MVESACConfig",
-    "MVETD3",
     "MVETD3Config",
     "mve_targets",
 ]

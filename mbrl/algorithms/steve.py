@@ -39,7 +39,7 @@ from mbrl.models import Propagation
 from mbrl.training.expansion import Expansion, ValueExpansion, expansion_agent
 from mbrl.training.replay import Batch, CriticTargets, TargetContext
 
-__all__ = ["STEVE", "STEVESAC", "STEVESACConfig", "STEVETD3", "STEVETD3Config", "steve_weights"]
+__all__ = ["STEVE", "STEVESAC", "STEVETD3", "STEVESACConfig", "STEVETD3Config", "steve_weights"]
 
 EPSILON = 1e-8
 """Added to each variance before it is inverted (the authors' code)."""

@@ -259,8 +259,8 @@ class ValueExpansion(abc.ABC):
         """The subclass's own state for checkpoints."""
         return {}
 
-    def load_extra_state(self, state: dict) -> None:
-        pass
+    def load_extra_state(self, state: dict) -> None:  # noqa: B027 (a hook without any)
+        """Load what :meth:`extra_state` gave."""
 
     def metrics(self) -> dict[str, float]:
         """The last fit's scores, imagined steps, phase seconds, the targets' own."""

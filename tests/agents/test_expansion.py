@@ -133,14 +133,15 @@ def test_mve_targets_equal_a_brute_force_sum_on_a_known_linear_model(tmp_path, h
     batch = a_batch(terminated=[3])
     rows = hook.critic_targets(batch, context())
     expected = [
-        brute_force(batch.next_obs[i].numpy(), float(batch.reward[i]), bool(batch.terminated[i]),
-                    horizon)  # fmt: skip
+        brute_force(
+            batch.next_obs[i].numpy(), float(batch.reward[i]), bool(batch.terminated[i]), horizon
+        )
         for i in range(len(batch))
     ]
     np.testing.assert_allclose(rows.target.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert rows.weight is None and torch.equal(rows.obs, batch.obs)
     # row 0 terminates after its first model step: no bootstrap after it
-    _, s1, r1, done = known_step(batch.next_obs[0].numpy())
+    _, _, r1, done = known_step(batch.next_obs[0].numpy())
     assert done
     assert rows.target[0].item() == pytest.approx(float(batch.reward[0]) + GAMMA * r1, abs=1e-5)
     assert rows.target[3].item() == pytest.approx(float(batch.reward[3]))  # a real terminal
