@@ -60,6 +60,7 @@ class STEVE(ValueExpansion):
     """STEVE's critic target (steps 4-6 of the module)."""
 
     propagation = Propagation.TS_INF
+    state_names = (*ValueExpansion.state_names, "weight_mean")
 
     def attach(self, agent, action_space) -> None:
         super().attach(agent, action_space)
@@ -87,13 +88,6 @@ class STEVE(ValueExpansion):
 
     def target_metrics(self) -> dict[str, float]:
         return {f"steve/weight_h{j}": float(w) for j, w in enumerate(self.weight_mean)}
-
-    def extra_state(self) -> dict:
-        return {"weight_mean": self.weight_mean.tolist()}
-
-    def load_extra_state(self, state: dict) -> None:
-        if "weight_mean" in state:
-            self.weight_mean = torch.tensor(state["weight_mean"], dtype=torch.float32)
 
 
 _DOC = "{} with stochastic ensemble value expansion (the surface of :class:`mbrl.Agent`)."

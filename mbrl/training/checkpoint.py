@@ -19,6 +19,7 @@ Files of earlier versions are upgraded on load by the class's ``upgrade`` (old l
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -40,6 +41,7 @@ from mbrl.training.runs import (
 
 __all__ = [
     "COUNTER_ALIASES",
+    "Attributes",
     "Checkpointable",
     "RngStates",
     "StateDicts",
@@ -85,6 +87,27 @@ class RngStates:
         if self.generator is not None and "generator" in state:  # files of old DQNs have none
             self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch"])
+
+
+class Attributes:
+    """Named attributes of an object (dicts of numbers, lists, numbers) as one part: a
+    dict is updated in place on load, anything else set anew."""
+
+    def __init__(self, owner: Any, names: tuple[str, ...]):
+        self.owner, self.names = owner, names
+
+    def state_dict(self) -> dict:
+        return {name: copy.deepcopy(getattr(self.owner, name)) for name in self.names}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.names:
+            if name not in state:
+                continue  # a file from before the attribute existed keeps the default
+            current = getattr(self.owner, name)
+            if isinstance(current, dict):
+                current.update(state[name])
+            else:
+                setattr(self.owner, name, copy.deepcopy(state[name]))
 
 
 class StateDicts:

@@ -37,6 +37,7 @@ from einops import rearrange
 from torch import Tensor
 
 from mbrl.models import Propagation
+from mbrl.training.checkpoint import Attributes
 from mbrl.training.config import at_least
 from mbrl.training.modelbased import (
     DynamicsFields,
@@ -136,6 +137,8 @@ class ValueExpansion(abc.ABC):
     """The dataclass of the hook's settings (a subclass has its own)."""
     propagation = Propagation.MEAN
     """How the rollouts use the ensemble (STEVE: ``TS_INF``, a member per rollout)."""
+    state_names: tuple[str, ...] = ("counters", "seconds", "last_fit")
+    """The attributes a checkpoint keeps besides the model and the RNGs."""
 
     def __init__(self, config: Any = None, **settings: Any):
         names = {f.name for f in dataclasses.fields(self.fields)}
@@ -255,13 +258,6 @@ class ValueExpansion(abc.ABC):
         """The subclass's own progress metrics (STEVE: the weight of each horizon)."""
         return {}
 
-    def extra_state(self) -> dict:
-        """The subclass's own state for checkpoints."""
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:  # noqa: B027 (a hook without any)
-        """Load what :meth:`extra_state` gave."""
-
     def metrics(self) -> dict[str, float]:
         """The last fit's scores, imagined steps, phase seconds, the targets' own."""
         return {
@@ -280,32 +276,11 @@ class ValueExpansion(abc.ABC):
         if training:
             parts |= {
                 "model_optimizer": self.model_trainer,
-                "expansion_state": _ExpansionState(self),
+                "expansion_state": Attributes(self, self.state_names),
                 "fit_rng": GeneratorPart(self.fit_generator),
                 "rollout_rng": GeneratorPart(self.rollout_generator),
             }
         return parts
-
-
-class _ExpansionState:
-    def __init__(self, hook: ValueExpansion):
-        self.hook = hook
-
-    def state_dict(self) -> dict:
-        hook = self.hook
-        return {
-            "counters": dict(hook.counters),
-            "seconds": dict(hook.seconds),
-            "last_fit": dict(hook.last_fit),
-            "extra": hook.extra_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        hook = self.hook
-        hook.counters.update(state["counters"])
-        hook.seconds.update(state["seconds"])
-        hook.last_fit = dict(state["last_fit"])
-        hook.load_extra_state(state.get("extra", {}))
 
 
 _CONFIGS: dict[tuple[type, type], type] = {}
