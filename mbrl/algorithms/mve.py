@@ -13,7 +13,8 @@ prediction, as the paper's one network), and adds the TD-k trick. Variants:
        model_train_every steps from learning_starts: fit f to D
     3. for each critic update on a minibatch (s_0, a_0, r_0, s_1, d_0) from D:
     4.   imagine a_k = pi'(s_k), (s_(k+1), r_k, d_k) = f(s_k, a_k) for k = 1..H (pi': the
-         policy of the bootstrap, TD3's and DDPG's target actor, SAC's policy)
+         policy of the bootstrap: TD3's smoothed target actor, DDPG's target actor, SAC's
+         policy)
     5.   y_(H+1) = V'(s_(H+1)); y_k = r_k + gamma (1 - d_k) y_(k+1) for k = H..0
          (V': the agent's bootstrap value under its target networks; a terminal d_k
          ends the sum)

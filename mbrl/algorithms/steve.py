@@ -12,7 +12,7 @@ ensembles, so that the model is used only where its members agree. Variants:
     2. for each environment step: act, store in D; every model_train_every steps from
        learning_starts: fit the ensemble to D
     3. for each critic update on a minibatch (s_0, a_0, r_0, s_1, d_0) from D:
-    4.   from s_1, roll the policy of the bootstrap (TD3: the target actor; SAC: the
+    4.   from s_1, roll the policy of the bootstrap (TD3: the smoothed target actor; SAC: the
          policy) H steps in each of the L elite members
     5.   for every horizon j = 0..H, member l and critic m, the candidate
          T_j^(l,m) = sum_(i<=j) gamma^i c_i r_i^l + gamma^(j+1) c_(j+1) V_m(s_(j+1)^l)

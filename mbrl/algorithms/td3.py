@@ -142,13 +142,7 @@ class TD3:
     def next_values(self, next_obs: Tensor) -> Tensor:
         """Step 8: Q'_i(s', a') of each target critic at the smoothed target action a':
         ``[num_critics, B]`` (DDPG: Q'(s', mu'(s')), no smoothing)."""
-        config = self.config
-        next_action = self.actor_target(next_obs)
-        if config.policy_noise > 0:
-            clip = config.noise_clip * self.action_scale
-            noise = self._noise(next_action.shape, config.policy_noise).clamp(-clip, clip)
-            next_action = (next_action + noise).clamp(self.low, self.high)
-        return self.critic_target(next_obs, next_action)
+        return self.critic_target(next_obs, self.imagined_action(next_obs))
 
     def next_value(self, next_obs: Tensor) -> Tensor:
         """Step 9's bootstrap: min_i Q'_i(s', a') ``[B]``."""
@@ -156,10 +150,17 @@ class TD3:
 
     @torch.no_grad()
     def imagined_action(self, obs: Tensor) -> Tensor:
-        """The target actor's action in an imagined state: the policy of the bootstrap,
-        as MVE's authors imagine for DDPG (with the current actor, MVE-TD3's critic loss
-        grew to hundreds on the point mass of the tests, two seeds of three)."""
-        return self.actor_target(obs)
+        """The policy of the bootstrap in an imagined state: the target actor with step
+        8's smoothing noise (DDPG: the bare target actor, as MVE's authors imagine).
+        With the current actor, MVE-TD3's critic loss grew to hundreds on the point mass
+        of the tests; with the bare target actor, the TD-k rows (one action per imagined
+        state) left MVE-TD3 at its starting return on Pendulum-v1 (BENCHMARKS.md)."""
+        action = self.actor_target(obs)
+        if self.config.policy_noise > 0:
+            clip = self.config.noise_clip * self.action_scale
+            noise = self._noise(action.shape, self.config.policy_noise).clamp(-clip, clip)
+            action = (action + noise).clamp(self.low, self.high)
+        return action
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """Steps 8-12 on one minibatch; returns detached loss tensors (no .item() here)."""

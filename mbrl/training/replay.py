@@ -171,8 +171,8 @@ class TargetContext:
       target action; SAC: the soft value ``Q'_m(s, a') - alpha log pi(a'|s)``; DDPG:
       M = 1), all at one drawn action per row;
     - ``policy(obs [B, ...]) -> [B, A]``: the action of the policy of the agent's
-      bootstrap in an imagined state (TD3, DDPG: the target actor; SAC: a sample of
-      the policy).
+      bootstrap in an imagined state (TD3: the target actor with its smoothing noise;
+      DDPG: the target actor; SAC: a sample of the policy).
     """
 
     gamma: float
