@@ -287,9 +287,7 @@ def test_steve_needs_two_critics(tmp_path):
 @pytest.mark.parametrize(
     ("cls", "changes"),
     [
-        # TD-k with TD3 on this point mass: the critic's loss grows to hundreds within
-        # 1,500 steps on two seeds of three (BENCHMARKS.md); without it MVE-TD3 learns
-        (MVETD3, {"td_k": False}),
+        (MVETD3, {}),  # TD-k on, the default
         (STEVETD3, {}),
         (MVESAC, {}),
     ],
