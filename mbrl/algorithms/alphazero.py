@@ -40,7 +40,7 @@ from mbrl import games
 from mbrl.evaluation.arena import play_match
 from mbrl.games.players import check_player_spec, make_player
 from mbrl.model import GameModel
-from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.planners.mcts import search
 from mbrl.pretrained import resolve_agent_path, shipped_agents
 from mbrl.training.checkpoint import RngStates, agent_files, load_agent, save_agent
 from mbrl.training.config import DeviceFields, RunFields, at_least, check_device, fail, positive
@@ -54,9 +54,10 @@ from mbrl.training.selfplay import (
     NetworkEvaluator,
     PolicyPlayer,
     ReplayBuffer,
-    SelfPlaySettings,
+    SearchFields,
     make_workers,
     random_symmetry,
+    validate_search_fields,
 )
 
 __all__ = [
@@ -77,7 +78,7 @@ REFERENCE_OPPONENT = {"tic_tac_toe": "minimax", "connect_four": "mcts:200", "oth
 
 
 @dataclass(frozen=True, kw_only=True)
-class AlphaZeroConfig(RunFields, DeviceFields):
+class AlphaZeroConfig(RunFields, DeviceFields, SearchFields):
     game: str = "tic_tac_toe"
     """Game to learn: a native game or openspiel:<name> (see `mbrl games`)."""
     num_iterations: int = 30
@@ -88,31 +89,6 @@ class AlphaZeroConfig(RunFields, DeviceFields):
     """Self-play games played at once (the search batch B); 64-1024."""
     moves_per_iteration: int = 16
     """Moves made in every parallel game per iteration."""
-    num_simulations: int = 32
-    """MCTS simulations per move; Gumbel learns with 16-64, PUCT wants 100+."""
-    root_policy: RootPolicy = RootPolicy.GUMBEL
-    """GUMBEL (Gumbel AlphaZero) or PUCT (AlphaZero with Dirichlet noise)."""
-    max_num_considered_actions: int = 16
-    """Gumbel: actions sampled at the root."""
-    dirichlet_alpha: float | None = None
-    """PUCT: root noise concentration (None: 10 / number of actions)."""
-    temperature_moves: int = 8
-    """PUCT: plies whose move is sampled from the visit counts (then the most visited)."""
-    fpu_reduction: float | None = None
-    """PUCT: first-play urgency, an unvisited edge's value = the node's value minus this
-    times sqrt(prior mass of the visited edges) (Leela Zero, KataGo: 0.2; None: 0)."""
-    forced_playouts: float = 0.0
-    """PUCT: forced playouts at the root, sqrt(k P(a) N) for each visited edge, pruned from
-    the policy target afterwards (KataGo: k = 2; 0: off)."""
-    fast_simulations: int | None = None
-    """Playout-cap randomisation (KataGo): a move searches with num_simulations with
-    probability full_search_prob, else with this many and no noise, and only the full
-    searches become training positions (None: every move is a full search)."""
-    full_search_prob: float = 0.25
-    """Share of full searches under playout-cap randomisation."""
-    opening_plies: int = 0
-    """Randomised openings: each self-play game starts with U[0, opening_plies] moves
-    sampled from the raw policy network, not trained on (0: off)."""
     replay_size: int = 100_000
     """Positions kept in the replay buffer (oldest dropped first)."""
     batch_size: int = 256
@@ -131,8 +107,6 @@ class AlphaZeroConfig(RunFields, DeviceFields):
     """Iterations between evaluations and checkpoints."""
     eval_games: int = 40
     """Games per evaluation opponent (half in each colour)."""
-    eval_simulations: int | None = None
-    """Simulations of the agent in evaluation games (None: num_simulations)."""
     eval_opponents: tuple[str, ...] | None = None
     """Player specs to evaluate against (None: random and the game's reference player)."""
     backend: Backend = Backend.LOCAL
@@ -144,17 +118,11 @@ class AlphaZeroConfig(RunFields, DeviceFields):
 
     def __post_init__(self):
         at_least(self, 1, "num_iterations", "num_parallel_games", "moves_per_iteration")
-        at_least(self, 1, "num_simulations", "max_num_considered_actions", "replay_size")
-        at_least(self, 1, "batch_size", "train_steps_per_iteration", "eval_every", "eval_games")
-        at_least(self, 1, "eval_simulations")
-        at_least(self, 0, "temperature_moves", "seed", "fpu_reduction", "forced_playouts")
-        at_least(self, 0, "opening_plies")
-        at_least(self, 1, "fast_simulations")
+        at_least(self, 1, "replay_size", "batch_size", "train_steps_per_iteration")
+        at_least(self, 1, "eval_every", "eval_games")
+        at_least(self, 0, "seed")
         positive(self, "learning_rate", "max_minutes")
-        if not 0 < self.full_search_prob <= 1:
-            fail(self, "full_search_prob", "be in (0, 1]")
-        if self.fast_simulations is not None and self.fast_simulations >= self.num_simulations:
-            fail(self, "fast_simulations", "be below num_simulations")
+        validate_search_fields(self)
         if self.backend is Backend.RAY and not 1 <= self.num_actors <= self.num_parallel_games:
             fail(self, "num_actors", "be in [1, num_parallel_games]")
         check_device(self)
@@ -165,33 +133,6 @@ class AlphaZeroConfig(RunFields, DeviceFields):
     def net_size(self) -> tuple[int, int]:
         blocks, channels = NET_SIZES.get(self.game, (4, 64))
         return self.num_blocks or blocks, self.channels or channels
-
-    def mcts(self, game: GameModel, evaluation: bool = False) -> MCTSConfig:
-        alpha = self.dirichlet_alpha or 10.0 / game.spec.num_actions
-        return MCTSConfig(
-            num_simulations=(self.eval_simulations or self.num_simulations)
-            if evaluation
-            else self.num_simulations,
-            root_policy=self.root_policy,
-            dirichlet_alpha=alpha,
-            dirichlet_fraction=0.0 if evaluation else 0.25,
-            gumbel_scale=0.0 if evaluation else 1.0,
-            max_num_considered_actions=self.max_num_considered_actions,
-            fpu_reduction=self.fpu_reduction,
-            forced_playouts=0.0 if evaluation else self.forced_playouts,
-        )
-
-    def selfplay(self, game: GameModel) -> SelfPlaySettings:
-        """How self-play moves: full searches (noise on), fast ones, openings."""
-        full = self.mcts(game)
-        fast = None
-        if self.fast_simulations is not None:  # fast searches play to win: no noise
-            fast = dataclasses.replace(
-                self.mcts(game, evaluation=True), num_simulations=self.fast_simulations
-            )
-        return SelfPlaySettings(
-            full, self.temperature_moves, fast, self.full_search_prob, self.opening_plies
-        )
 
 
 def _net_args(config: AlphaZeroConfig, game: GameModel) -> tuple:

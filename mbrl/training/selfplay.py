@@ -22,6 +22,7 @@ from torch import Tensor
 from mbrl import games
 from mbrl.model import Evaluation, GameModel, SymmetricGame
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.training.config import at_least, fail
 from mbrl.training.nets import PolicyValueNet
 from mbrl.training.replay import Ring
 
@@ -33,11 +34,13 @@ __all__ = [
     "NetworkEvaluator",
     "PolicyPlayer",
     "ReplayBuffer",
+    "SearchFields",
     "SelfPlay",
     "SelfPlaySettings",
     "SelfPlayWorker",
     "make_workers",
     "random_symmetry",
+    "validate_search_fields",
 ]
 
 
@@ -121,6 +124,82 @@ class SelfPlaySettings:
     """The cheap search of playout-cap randomisation (None: every move is a full search)."""
     full_search_prob: float = 1.0
     opening_plies: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchFields:
+    """The search of an MCTS agent, in self-play and in evaluation (a config section, as
+    :class:`~mbrl.training.modelbased.PlannerFields` is for the MPC agents): MCTS over an
+    exact game (AlphaZero) or a learned model uses the same fields and builders."""
+
+    num_simulations: int = 32
+    """MCTS simulations per move; Gumbel learns with 16-64, PUCT wants 100+."""
+    root_policy: RootPolicy = RootPolicy.GUMBEL
+    """GUMBEL (Gumbel AlphaZero) or PUCT (AlphaZero with Dirichlet noise)."""
+    max_num_considered_actions: int = 16
+    """Gumbel: actions sampled at the root."""
+    dirichlet_alpha: float | None = None
+    """PUCT: root noise concentration (None: 10 / number of actions)."""
+    temperature_moves: int = 8
+    """PUCT: plies whose move is sampled from the visit counts (then the most visited)."""
+    fpu_reduction: float | None = None
+    """PUCT: first-play urgency, an unvisited edge's value = the node's value minus this
+    times sqrt(prior mass of the visited edges) (Leela Zero, KataGo: 0.2; None: 0)."""
+    forced_playouts: float = 0.0
+    """PUCT: forced playouts at the root, sqrt(k P(a) N) for each visited edge, pruned from
+    the policy target afterwards (KataGo: k = 2; 0: off)."""
+    fast_simulations: int | None = None
+    """Playout-cap randomisation (KataGo): a move searches with num_simulations with
+    probability full_search_prob, else with this many and no noise, and only the full
+    searches become training positions (None: every move is a full search)."""
+    full_search_prob: float = 0.25
+    """Share of full searches under playout-cap randomisation."""
+    opening_plies: int = 0
+    """Randomised openings: each self-play game starts with U[0, opening_plies] moves
+    sampled from the raw policy network, not trained on (0: off)."""
+    eval_simulations: int | None = None
+    """Simulations of the agent in evaluation games (None: num_simulations)."""
+
+    def mcts(self, model: Any, evaluation: bool = False) -> MCTSConfig:
+        """The search of a move in ``model`` (a game or model with ``spec.num_actions``):
+        self-play's, with root noise, or the evaluation's, without."""
+        alpha = self.dirichlet_alpha or 10.0 / model.spec.num_actions
+        return MCTSConfig(
+            num_simulations=(self.eval_simulations or self.num_simulations)
+            if evaluation
+            else self.num_simulations,
+            root_policy=self.root_policy,
+            dirichlet_alpha=alpha,
+            dirichlet_fraction=0.0 if evaluation else 0.25,
+            gumbel_scale=0.0 if evaluation else 1.0,
+            max_num_considered_actions=self.max_num_considered_actions,
+            fpu_reduction=self.fpu_reduction,
+            forced_playouts=0.0 if evaluation else self.forced_playouts,
+        )
+
+    def selfplay(self, model: Any) -> SelfPlaySettings:
+        """How self-play moves: full searches (noise on), fast ones, openings."""
+        full = self.mcts(model)
+        fast = None
+        if self.fast_simulations is not None:  # fast searches play to win: no noise
+            fast = dataclasses.replace(
+                self.mcts(model, evaluation=True), num_simulations=self.fast_simulations
+            )
+        return SelfPlaySettings(
+            full, self.temperature_moves, fast, self.full_search_prob, self.opening_plies
+        )
+
+
+def validate_search_fields(config: Any) -> None:
+    """The checks of :class:`SearchFields`; messages name the field."""
+    at_least(config, 1, "num_simulations", "max_num_considered_actions", "eval_simulations")
+    at_least(config, 1, "fast_simulations")
+    at_least(config, 0, "temperature_moves", "fpu_reduction", "forced_playouts")
+    at_least(config, 0, "opening_plies")
+    if not 0 < config.full_search_prob <= 1:
+        fail(config, "full_search_prob", "be in (0, 1]")
+    if config.fast_simulations is not None and config.fast_simulations >= config.num_simulations:
+        fail(config, "fast_simulations", "be below num_simulations")
 
 
 class SelfPlay:
