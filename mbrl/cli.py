@@ -130,15 +130,20 @@ def run_games() -> None:
 
 
 def build_player(spec: str, game, seed: int = 0, **human_io):
-    """A player from its spec; ``agent:<run, checkpoint or shipped name>[@simulations]`` is
-    a trained AlphaZero agent (searching with that many simulations)."""
+    """A player from its spec; ``agent:<run, checkpoint or shipped name>[@simulations]
+    [,proof=P]`` is a trained AlphaZero agent (searching with that many simulations, after
+    a root proof search of P plies; default: the agent's ``eval_proof_plies``, 0: off)."""
     if spec.startswith("agent:"):
         from mbrl.algorithms.alphazero import AlphaZero
 
-        path, _, sims = spec.removeprefix("agent:").partition("@")
+        rest, _, proof = spec.removeprefix("agent:").partition(",proof=")
+        path, _, sims = rest.partition("@")
         if sims and not (sims.isdigit() and int(sims) >= 1):
             raise ValueError(f"player {spec!r}: write agent:<run>@N with N simulations >= 1")
-        return AlphaZero.load(path).player(game, int(sims) if sims else None, seed)
+        if ",proof=" in spec and not proof.isdigit():
+            raise ValueError(f"player {spec!r}: write agent:<run>,proof=P with P plies >= 0")
+        agent = AlphaZero.load(path)
+        return agent.player(game, int(sims) if sims else None, seed, int(proof) if proof else None)
     return make_player(spec, game, seed, **human_io)
 
 

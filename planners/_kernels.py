@@ -369,6 +369,25 @@ def set_root_terminal_edges(tree, rules, edge_terminal, edge_reward):
         set_terminal_edges(tree, rules, b, 0, edge_terminal[b], edge_reward[b])
 
 
+@batch_kernel(min_parallel_batch=MIN_PARALLEL_BATCH, batch_arg=2)
+def set_root_proven_children(tree, rules, proven, reward, to_play, value):
+    """Each root move proven by the full-width search (``proven [B, A]``) and not already
+    known to end the game becomes a solved child of the root, unvisited, with the mover's
+    ``reward`` on its edge and the exact ``value`` of the position for its ``to_play``;
+    then the root is solved if that proves it."""
+    for b in prange(proven.shape[0]):
+        any_proven = False
+        for a in range(proven.shape[1]):
+            if proven[b, a] and is_legal(tree, b, 0, a) and not is_known(tree, b, 0, a):
+                c = add_child(tree, b, 0, a, reward[b, a])
+                tree.to_play[b, c] = to_play[b, a]
+                tree.solved[b, c] = True
+                tree.solved_value[b, c] = value[b, a]
+                any_proven = True
+        if any_proven and not tree.solved[b, 0]:
+            update_solved(tree, rules, b, 0)
+
+
 @numba.njit(inline="always")
 def update_solved(tree, rules, b, n):
     """Mark node n solved if an edge proves a win or all legal edges are proven."""

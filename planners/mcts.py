@@ -1,9 +1,9 @@
 """Batched Monte-Carlo tree search over any discrete-action :class:`~mbrl.model.Model`.
 
 The tree is a set of preallocated arrays over B independent searches and
-N = num_simulations + 1 nodes (mctx-style); selection and backup are numba
-kernels that loop over rows, so a simulation costs one ``model.step`` and one
-``evaluator.evaluate`` for all B games, whatever B is::
+N = num_simulations + 1 nodes (mctx-style; A more with ``proof_plies``); selection
+and backup are numba kernels that loop over rows, so a simulation costs one
+``model.step`` and one ``evaluator.evaluate`` for all B games, whatever B is::
 
     for simulation in range(num_simulations):
         node, action = select(tree)                  # numba: descend to an unexpanded edge
@@ -36,7 +36,10 @@ takes its best proven edge). With ``find_terminal_moves`` (the default) every ne
 node steps all its legal moves once, so the moves that end the game are proven
 edges from the start, visited or not: a win in one is taken and proven as soon as
 its node exists, and a reply that wins at once shows the move before it as lost,
-whatever the prior says of that reply.
+whatever the prior says of that reply. With ``proof_plies`` the root goes further
+before the simulations: a full-width exact search of that many plies
+(:mod:`mbrl.planners.proof`) makes every root move it decides a solved child, so
+a forced win a few plies deep is played and a move refuted within them is not.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from mbrl.model import Evaluator, Model, ShapeError
 
 from . import _kernels as kernels
 from ._kernels import GUMBEL_RULE, NEG_INF, PUCT_RULE, TREE_FIELDS, UNVISITED, TreeRecord
+from .proof import prove_root_moves
 
 __all__ = [
     "MCTSConfig",
@@ -108,6 +112,13 @@ class MCTSConfig:
     all new nodes) to find the moves that end the game: a win in one solves the node at
     once, and a move into a loss, a draw or a win is known exactly before it is visited,
     so no selection rule can miss it. False saves that step (a costly learned model)."""
+    proof_plies: int = 0
+    """Before the simulations, an exact full-width search of this many plies from each
+    root (:func:`~mbrl.planners.proof.prove_root_moves`: model steps, no evaluator)
+    proves the root moves decided within it: a win in three behind a move the prior
+    dislikes is played, a move the opponent refutes within the depth is not. Costs up to
+    ``A + ... + A^plies`` model steps per root (connect four at 4: 2,800); 0: off. For
+    exact models only."""
 
     def __post_init__(self):
         checks = {
@@ -121,6 +132,7 @@ class MCTSConfig:
             "gumbel_scale": self.gumbel_scale >= 0,
             "c_visit": self.c_visit >= 0,
             "c_scale": self.c_scale >= 0,
+            "proof_plies": self.proof_plies >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -306,13 +318,23 @@ def search(
         rng: source of the root noise (Dirichlet or Gumbel).
     """
     _check_inputs(model, root_state)
-    B, A, N = root_state.shape[0], model.spec.num_actions, config.num_simulations + 1
+    B, A = root_state.shape[0], model.spec.num_actions
+    N = config.num_simulations + 1 + (A if config.proof_plies else 0)  # + proven children
     tree = Tree.allocate(B, N, A, root_state)
     rules = _rules(config)
     legal = _expand_root(model, evaluator, root_state, tree, config, rng)
-    if config.find_terminal_moves:
+    proof = None
+    if config.proof_plies:
+        proof = prove_root_moves(model, root_state, config.proof_plies, config.win_value)
+        ends, rewards = proof.ends & legal, proof.reward
+    elif config.find_terminal_moves:
         ends, rewards = _terminal_moves(model, root_state, legal)
+    if proof is not None or config.find_terminal_moves:
         kernels.set_root_terminal_edges.for_batch(B)(tree.record, rules, ends, rewards)
+    if proof is not None:  # the other proven moves: solved children of the root
+        kernels.set_root_proven_children.for_batch(B)(
+            tree.record, rules, proof.proven, proof.reward, proof.child_to_play, proof.child_value
+        )
     gumbel = np.zeros((B, A), np.float32)
     if config.root_policy is RootPolicy.GUMBEL:
         gumbel = (rng.gumbel(size=(B, A)) * config.gumbel_scale).astype(np.float32)

@@ -1,7 +1,8 @@
 """A plain object-per-node MCTS: the readable reference the batched search is tested against.
 
 Same rules as :mod:`mbrl.planners.mcts` (PUCT or Gumbel at the root, solved
-values, the moves that end the game found when a node is made, deterministic
+values, the moves that end the game found when a node is made, the root moves
+proven by a full-width search of ``proof_plies``, deterministic
 tie-breaking: the lowest action index wins a tie), one
 game at a time, one model call per expansion. Slow on purpose; use
 :func:`mbrl.planners.mcts.search` for real work.
@@ -19,6 +20,7 @@ from torch import Tensor
 from mbrl.model import Evaluator, Model
 
 from .mcts import MCTSConfig, RootPolicy, considered_visits_table
+from .proof import prove_root_moves
 
 __all__ = ["Node", "reference_search"]
 
@@ -196,6 +198,28 @@ def _simulate(model, evaluator, root: Node, config: MCTSConfig, forced: int | No
         parent.value_sum = np.float32(parent.value_sum + value)
 
 
+def _add_proven_moves(model: Model, root: Node, config: MCTSConfig) -> None:
+    """The full-width search's verdicts at the root: the moves that end the game (if
+    ``find_terminal_moves`` has not found them), then each other proven move as a
+    solved, unvisited child."""
+    win_value = math.inf if config.win_value is None else config.win_value
+    proof = prove_root_moves(model, root.state, config.proof_plies, config.win_value)
+    ends = {a: float(proof.reward[0, a]) for a in root.legal() if proof.ends[0, a]}
+    if ends and not root.ends:
+        root.ends = ends
+        _update_solved(root, win_value)
+    added = False
+    for a in root.legal():
+        if proof.proven[0, a] and not root.known(a):
+            state = model.step(root.state, torch.tensor([a])).state
+            child = Node(state, int(proof.child_to_play[0, a]), False)
+            child.solved, child.solved_value = True, float(proof.child_value[0, a])
+            root.children[a], root.rewards[a] = child, float(proof.reward[0, a])
+            added = True
+    if added and not root.solved:
+        _update_solved(root, win_value)
+
+
 def reference_search(
     model: Model,
     evaluator: Evaluator,
@@ -211,6 +235,8 @@ def reference_search(
         root_prior: replaces the root prior (e.g. with Dirichlet noise mixed in).
     """
     root = _make_node(model, evaluator, root_state, config)
+    if config.proof_plies:
+        _add_proven_moves(model, root, config)
     if root_prior is not None:
         root.prior = np.asarray(root_prior, dtype=np.float64)
     root.visits, root.value_sum = 1, np.float32(root.raw_value)

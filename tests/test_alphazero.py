@@ -1,3 +1,6 @@
+import dataclasses
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -159,6 +162,31 @@ def test_bad_configs_and_checkpoints(tmp_path):
         AlphaZero.load(tmp_path / "no_such_agent.pt")
 
 
+def test_the_root_proof_is_for_play_only(tmp_path):
+    """The player searches after the root proof (by default the deepest in budget, 3
+    plies on tic-tac-toe); self-play, its fast searches and the training evaluations do
+    not; a learned model gets none by default."""
+    config = AlphaZeroConfig(**TINY, fast_simulations=2, run_dir=str(tmp_path))
+    agent = AlphaZero(config.game, config)
+    game = agent.game
+    player = agent.player()
+    assert player.config.proof_plies == 3 and player.name == "agent@4,proof=3"
+    assert agent.player(proof_plies=0).config.proof_plies == 0
+    assert agent.player(proof_plies=0).name == "agent@4"
+    assert agent.player(num_simulations=8, proof_plies=1).name == "agent@8,proof=1"
+    settings = config.selfplay(game)
+    assert settings.mcts.proof_plies == 0 and settings.fast_mcts.proof_plies == 0
+    assert config.mcts(game, evaluation=True).proof_plies == 0
+    fixed = dataclasses.replace(config, eval_proof_plies=2)
+    assert fixed.mcts(game, evaluation=True, proof=True).proof_plies == 2
+    learned = types.SimpleNamespace(spec=game.spec)  # not a GameModel: its terminals guess
+    assert config.mcts(learned, evaluation=True, proof=True).proof_plies == 0
+    with pytest.raises(ValueError, match="eval_proof_plies"):
+        AlphaZeroConfig(**TINY, eval_proof_plies=-1)
+    with pytest.raises(ValueError, match="proof_plies"):
+        agent.player(proof_plies=-1)
+
+
 @pytest.mark.slow
 def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
     config = AlphaZeroConfig(
@@ -167,7 +195,7 @@ def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
     agent = AlphaZero(config.game, config)
     agent.learn()
     game = games.make("tic_tac_toe")
-    player = AlphaZero.load(agent.run_dir).player(game)
+    player = AlphaZero.load(agent.run_dir).player(game, proof_plies=0)  # what it learned
     result = play_match(game, player, make_player("random", game, seed=3), 100)
     assert result.losses == 0 and result.wins >= 80
 

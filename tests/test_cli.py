@@ -47,6 +47,7 @@ def test_human_gets_a_message_not_a_traceback(output, monkeypatch):
         (["train", "ppo", "--threads"], "--threads"),
         (["train", "alphazero", "--num-simulations", "0"], "num_simulations"),
         (["play", "tic_tac_toe", "--o", "agent:/no/such/run"], "no agent"),
+        (["play", "connect_four", "--o", "agent:connect_four,proof=-1"], "P plies >= 0"),
     ],
 )
 def test_bad_input_exits_with_a_message(output, capsys, argv, message):

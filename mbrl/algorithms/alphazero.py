@@ -240,21 +240,32 @@ class AlphaZero:
         return {**payload, "training": training, "state": state}
 
     def player(
-        self, game: GameModel | None = None, num_simulations: int | None = None, seed: int = 0
+        self,
+        game: GameModel | None = None,
+        num_simulations: int | None = None,
+        seed: int = 0,
+        proof_plies: int | None = None,
     ) -> MCTSAgentPlayer:
-        """The agent as a player (MCTS with the network, no noise) for ``mbrl play``/``eval``;
-        ValueError if ``game`` is another game than the agent's."""
+        """The agent as a player (MCTS with the network, no noise) for ``mbrl play``/``eval``,
+        with the root proof search of ``proof_plies`` (None: the config's
+        ``eval_proof_plies``; 0: off); ValueError if ``game`` is another game than the
+        agent's or ``proof_plies`` is negative."""
         if game is not None and game.spec.name != self.game.spec.name:
             raise ValueError(
                 f"agent {self.run_dir} is for {self.game.spec.name}, not {game.spec.name}"
             )
+        if proof_plies is not None and proof_plies < 0:
+            raise ValueError(f"proof_plies must be >= 0, got {proof_plies}")
         config = self.config
         if num_simulations is not None:
             config = dataclasses.replace(config, eval_simulations=num_simulations)
-        mcts = config.mcts(self.game, evaluation=True)
-        return MCTSAgentPlayer(
-            self.game, self.net, mcts, seed, config.device, name=f"agent@{mcts.num_simulations}"
-        )
+        if proof_plies is not None:
+            config = dataclasses.replace(config, eval_proof_plies=proof_plies)
+        mcts = config.mcts(self.game, evaluation=True, proof=True)
+        name = f"agent@{mcts.num_simulations}"
+        if mcts.proof_plies:
+            name += f",proof={mcts.proof_plies}"
+        return MCTSAgentPlayer(self.game, self.net, mcts, seed, config.device, name=name)
 
     def predict(self, state: Tensor, deterministic: bool = True) -> np.ndarray:
         """The search's moves ``[B]`` for game states ``[B, ...]`` (no noise if deterministic)."""
@@ -371,9 +382,10 @@ class AlphaZero:
         return totals
 
     def evaluate(self) -> dict[str, float]:
-        """Step 8: the agent (search, no noise) and its raw policy against reference players."""
+        """Step 8: the agent (search, no noise, no root proof: what training has learned)
+        and its raw policy against reference players."""
         game, config = self.game, self.config
-        agent = self.player(seed=config.seed + 1)
+        agent = self.player(seed=config.seed + 1, proof_plies=0)
         opponents = config.eval_opponents or (
             "random",
             REFERENCE_OPPONENT.get(config.game, "mcts:200"),

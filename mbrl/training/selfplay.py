@@ -22,6 +22,7 @@ from torch import Tensor
 from mbrl import games
 from mbrl.model import Evaluation, GameModel, SymmetricGame
 from mbrl.planners.mcts import MCTSConfig, RootPolicy, search
+from mbrl.planners.proof import auto_proof_plies
 from mbrl.training.config import at_least, fail
 from mbrl.training.nets import PolicyValueNet
 from mbrl.training.replay import Ring
@@ -159,11 +160,24 @@ class SearchFields:
     sampled from the raw policy network, not trained on (0: off)."""
     eval_simulations: int | None = None
     """Simulations of the agent in evaluation games (None: num_simulations)."""
+    eval_proof_plies: int | None = None
+    """Plies of exact full-width search at the root of the agent's searches in play and
+    ``mbrl eval`` (:mod:`~mbrl.planners.proof`): root moves decided within them are played
+    or avoided whatever the network says. None: the deepest that fits 4,096 model steps a
+    root (connect four 4, tic-tac-toe 3) on an exact game, 0 on a learned model; 0: off.
+    Self-play and the evaluations during training search without it."""
 
-    def mcts(self, model: Any, evaluation: bool = False) -> MCTSConfig:
+    def mcts(self, model: Any, evaluation: bool = False, proof: bool = False) -> MCTSConfig:
         """The search of a move in ``model`` (a game or model with ``spec.num_actions``):
-        self-play's, with root noise, or the evaluation's, without."""
+        self-play's, with root noise, or the evaluation's, without; ``proof``: with the
+        root proof search of ``eval_proof_plies`` (evaluation only)."""
         alpha = self.dirichlet_alpha or 10.0 / model.spec.num_actions
+        proof_plies = 0
+        if proof and evaluation:
+            proof_plies = self.eval_proof_plies
+            if proof_plies is None:
+                exact = isinstance(model, GameModel)
+                proof_plies = auto_proof_plies(model.spec.num_actions) if exact else 0
         return MCTSConfig(
             num_simulations=(self.eval_simulations or self.num_simulations)
             if evaluation
@@ -175,6 +189,7 @@ class SearchFields:
             max_num_considered_actions=self.max_num_considered_actions,
             fpu_reduction=self.fpu_reduction,
             forced_playouts=0.0 if evaluation else self.forced_playouts,
+            proof_plies=proof_plies,
         )
 
     def selfplay(self, model: Any) -> SelfPlaySettings:
@@ -195,7 +210,7 @@ def validate_search_fields(config: Any) -> None:
     at_least(config, 1, "num_simulations", "max_num_considered_actions", "eval_simulations")
     at_least(config, 1, "fast_simulations")
     at_least(config, 0, "temperature_moves", "fpu_reduction", "forced_playouts")
-    at_least(config, 0, "opening_plies")
+    at_least(config, 0, "opening_plies", "eval_proof_plies")
     if not 0 < config.full_search_prob <= 1:
         fail(config, "full_search_prob", "be in (0, 1]")
     if config.fast_simulations is not None and config.fast_simulations >= config.num_simulations:
