@@ -187,6 +187,24 @@ def test_the_root_proof_is_for_play_only(tmp_path):
         agent.player(proof_plies=-1)
 
 
+def test_predict_plays_the_players_moves(tmp_path):
+    """``predict`` (deterministic) searches as the player does, root proof included:
+    the same moves on open tic-tac-toe positions, where the proof changes some of the
+    untrained network's moves."""
+    agent = AlphaZero("tic_tac_toe", AlphaZeroConfig(**TINY, run_dir=str(tmp_path)))
+    game, rng = agent.game, np.random.default_rng(0)
+    state = game.initial_state(64)
+    for _ in range(3):  # three random plies: x, o, x; o to move, six empty cells
+        legal = game.legal_actions(state).numpy()
+        action = [rng.choice(np.flatnonzero(row)) for row in legal]
+        state = game.step(state, torch.as_tensor(action)).state
+    played = agent.predict(state)
+    histories = [[]] * len(state)
+    np.testing.assert_array_equal(played, agent.player().act(state, histories).numpy())
+    without = agent.player(proof_plies=0).act(state, histories).numpy()
+    assert (played != without).any()
+
+
 @pytest.mark.slow
 def test_tic_tac_toe_agent_never_loses_to_random(tmp_path):
     config = AlphaZeroConfig(

@@ -268,8 +268,10 @@ class AlphaZero:
         return MCTSAgentPlayer(self.game, self.net, mcts, seed, config.device, name=name)
 
     def predict(self, state: Tensor, deterministic: bool = True) -> np.ndarray:
-        """The search's moves ``[B]`` for game states ``[B, ...]`` (no noise if deterministic)."""
-        mcts = self.config.mcts(self.game, evaluation=deterministic)
+        """The search's moves ``[B]`` for game states ``[B, ...]``: deterministic, the
+        player's search (no noise, the root proof of ``eval_proof_plies``); otherwise
+        self-play's, with root noise."""
+        mcts = self.config.mcts(self.game, evaluation=deterministic, proof=True)
         return search(self.game, self.evaluator, state, mcts, self.rng).action.numpy()
 
     # -------------------------------------------------------------- the loop
