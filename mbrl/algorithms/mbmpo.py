@@ -65,8 +65,9 @@ from mbrl.training.modelbased import (
     validate_dynamics_fields,
 )
 from mbrl.training.nets import ActorCritic, mlp
+from mbrl.training.returns import linear_baseline
 
-__all__ = ["MBMPO", "MBMPOConfig", "MetaPolicy", "linear_baseline"]
+__all__ = ["MBMPO", "MBMPOConfig", "MetaPolicy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,31 +177,6 @@ class MetaPolicy(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         mean = self.actor(obs)
         return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
-
-
-def linear_baseline(obs: Tensor, returns: Tensor, mask: Tensor, reg: float = 1e-5) -> Tensor:
-    """rllab's linear feature baseline fitted per task: ``obs [T, N, H, O]``, returns and
-    mask ``[T, N, H]`` -> predictions ``[T, N, H]``.
-
-    Features ``(o, o^2, t/100, (t/100)^2, (t/100)^3, 1)`` with ``o`` clipped to
-    ``[-10, 10]``; ridge regression on the unmasked steps (the penalty grows tenfold
-    until the solution is finite, as rllab's).
-    """
-    t, n, h, _ = obs.shape
-    o = obs.double().clamp(-10, 10)
-    time_ = (torch.arange(h, dtype=torch.float64, device=obs.device) / 100).expand(t, n, h)
-    columns = [o, o**2, time_[..., None], time_[..., None] ** 2, time_[..., None] ** 3]
-    features = torch.cat([*columns, torch.ones_like(time_[..., None])], dim=-1)
-    flat = (features * mask.double()[..., None]).reshape(t, n * h, -1)
-    target = (returns.double() * mask.double()).reshape(t, n * h, 1)
-    gram, rhs = flat.transpose(1, 2) @ flat, flat.transpose(1, 2) @ target
-    eye = torch.eye(gram.shape[-1], dtype=torch.float64, device=obs.device)
-    for _ in range(5):
-        weights = torch.linalg.solve(gram + reg * eye, rhs)
-        if torch.isfinite(weights).all():
-            break
-        reg *= 10
-    return (features @ weights[:, None]).squeeze(-1).to(returns.dtype)
 
 
 @agent_files

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["discounted_returns", "gae"]
+__all__ = ["discounted_returns", "gae", "linear_baseline"]
 
 
 def discounted_returns(rewards: Tensor, dones: Tensor, last_value: Tensor, gamma: float) -> Tensor:
@@ -65,3 +65,29 @@ def gae(
         advantages[t] = running
         next_value = values[t]
     return advantages, advantages + values
+
+
+def linear_baseline(obs: Tensor, returns: Tensor, mask: Tensor, reg: float = 1e-5) -> Tensor:
+    """rllab's linear feature baseline (MB-MPO's), fitted per task: ``obs [K, N, H, O]``
+    for K tasks of N rollouts of H steps, returns and mask ``[K, N, H]`` -> predictions
+    ``[K, N, H]``.
+
+    Features ``(o, o^2, t/100, (t/100)^2, (t/100)^3, 1)`` with ``o`` clipped to
+    ``[-10, 10]``; ridge regression on the unmasked steps (the penalty grows tenfold
+    until the solution is finite, as rllab's).
+    """
+    k, n, h, _ = obs.shape
+    o = obs.double().clamp(-10, 10)
+    time_ = (torch.arange(h, dtype=torch.float64, device=obs.device) / 100).expand(k, n, h)
+    columns = [o, o**2, time_[..., None], time_[..., None] ** 2, time_[..., None] ** 3]
+    features = torch.cat([*columns, torch.ones_like(time_[..., None])], dim=-1)
+    flat = (features * mask.double()[..., None]).reshape(k, n * h, -1)
+    target = (returns.double() * mask.double()).reshape(k, n * h, 1)
+    gram, rhs = flat.transpose(1, 2) @ flat, flat.transpose(1, 2) @ target
+    eye = torch.eye(gram.shape[-1], dtype=torch.float64, device=obs.device)
+    for _ in range(5):
+        weights = torch.linalg.solve(gram + reg * eye, rhs)
+        if torch.isfinite(weights).all():
+            break
+        reg *= 10
+    return (features @ weights[:, None]).squeeze(-1).to(returns.dtype)

@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from mbrl.algorithms.mbmpo import MBMPO, MBMPOConfig, linear_baseline
+from mbrl.algorithms.mbmpo import MBMPO, MBMPOConfig
 from mbrl.models import ModelDivergedError
 from mbrl.training.envs import evaluate
+from mbrl.training.returns import linear_baseline
 
 from .pointmass import ENV_ID, pd_action
 
